@@ -1,0 +1,128 @@
+"""Image sources: HR folders (LR made on the fly), paired HR/LR folders, in-memory sets.
+
+A dataset is a sequence of (name, HR, LR-or-None) with uint8 HxWx3 RGB images;
+LR None means "downscale HR with MATLAB bicubic". Sizes are checked up front
+from the file headers, so a bad file stops the run before training starts.
+"""
+
+import dataclasses
+import os
+from collections.abc import Callable, Sequence
+
+from absl import logging
+import numpy as np
+from PIL import Image
+
+from jaxsr.data import imresize
+from jaxsr.data import io
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """Random access to named HR images and, for paired sets, their LR images."""
+  names: Sequence[str]
+  sizes: Sequence[tuple[int, int]]  # HR (H, W) per image.
+  load_hr: Callable[[int], np.ndarray]
+  load_lr: Callable[[int], np.ndarray] | None = None
+
+  def __len__(self):
+    return len(self.names)
+
+
+def _header_size(path: str) -> tuple[int, int]:
+  try:
+    with Image.open(path) as im:
+      w, h = im.size
+  except FileNotFoundError:
+    raise
+  except Exception as e:  # PIL raises several types for bad files.
+    raise ValueError(f'{path}: not a readable image ({e})') from e
+  return h, w
+
+
+def _lr_paths(lr_dir: str, hr_paths: Sequence[str], scale: int) -> list[str]:
+  """DIV2K-layout LR files for HR files: 0001.png -> 0001x4.png (or 0001.png)."""
+  by_stem = {os.path.splitext(os.path.basename(c))[0]: c
+             for c in io.list_images(lr_dir)}
+  out = []
+  for p in hr_paths:
+    stem = os.path.splitext(os.path.basename(p))[0]
+    cand = by_stem.get(f'{stem}x{scale}', by_stem.get(stem))
+    if cand is None:
+      raise FileNotFoundError(
+          f'no LR image for {p} in {lr_dir}: expected {stem}x{scale}.png '
+          f'(DIV2K layout) or {stem}.png')
+    out.append(cand)
+  return out
+
+
+def from_folders(hr_dir: str, scale: int, lr_dir: str = '',
+                 min_size: int = 0) -> Dataset:
+  """HR images of a folder (modcropped to `scale`), paired with `lr_dir` if given.
+
+  Raises ValueError naming the file when an image is smaller than `min_size`
+  or when an LR image is not exactly HR/scale.
+  """
+  hr_paths = io.list_images(hr_dir)
+  sizes = []
+  for p in hr_paths:
+    h, w = _header_size(p)
+    if min(h, w) < min_size:
+      raise ValueError(f'{p} is {h}x{w}, smaller than the {min_size}x{min_size}'
+                       ' HR patch')
+    sizes.append((h - h % scale, w - w % scale))
+  lr_paths = None
+  if lr_dir:
+    lr_paths = _lr_paths(lr_dir, hr_paths, scale)
+    for p, q, (h, w) in zip(hr_paths, lr_paths, sizes):
+      lh, lw = _header_size(q)
+      if (lh * scale, lw * scale) != (h, w):
+        raise ValueError(
+            f'{q} is {lh}x{lw} but {p} is {h}x{w} after modcrop: expected an '
+            f'LR of {h // scale}x{w // scale} for scale {scale}')
+  logging.info('%s: %d images%s', hr_dir, len(hr_paths),
+               f' paired with {lr_dir}' if lr_dir else '')
+
+  def load_hr(i):
+    return imresize.modcrop(io.read_image(hr_paths[i]), scale)
+
+  load_lr = None
+  if lr_paths is not None:
+    def load_lr(i):
+      return io.read_image(lr_paths[i])
+
+  names = [os.path.splitext(os.path.basename(p))[0] for p in hr_paths]
+  return Dataset(names=names, sizes=sizes, load_hr=load_hr, load_lr=load_lr)
+
+
+def from_arrays(named_images: Sequence[tuple[str, np.ndarray]], scale: int,
+                lr_images: Sequence[np.ndarray] | None = None,
+                min_size: int = 0) -> Dataset:
+  """An in-memory dataset of uint8 RGB images (modcropped to `scale`)."""
+  names, images = [], []
+  for name, im in named_images:
+    if im.dtype != np.uint8 or im.ndim != 3 or im.shape[-1] != 3:
+      raise ValueError(f'{name}: expected uint8 HxWx3, got {im.dtype} '
+                       f'{im.shape}')
+    if min(im.shape[:2]) < min_size:
+      raise ValueError(f'{name} is {im.shape[0]}x{im.shape[1]}, smaller than '
+                       f'the {min_size}x{min_size} HR patch')
+    names.append(name)
+    images.append(imresize.modcrop(im, scale))
+  load_lr = None
+  if lr_images is not None:
+    lr_images = list(lr_images)
+    for name, im, lr in zip(names, images, lr_images):
+      if tuple(lr.shape[:2]) != (im.shape[0] // scale, im.shape[1] // scale):
+        raise ValueError(f'{name}: LR is {lr.shape[:2]}, expected '
+                         f'{(im.shape[0] // scale, im.shape[1] // scale)}')
+    load_lr = lr_images.__getitem__
+  return Dataset(names=names, sizes=[im.shape[:2] for im in images],
+                 load_hr=images.__getitem__, load_lr=load_lr)
+
+
+def lr_of(dataset: Dataset, i: int, scale: int) -> np.ndarray:
+  """The LR image of item i: the paired file, or MATLAB bicubic of the HR."""
+  if dataset.load_lr is not None:
+    return dataset.load_lr(i)
+  return imresize.imresize(dataset.load_hr(i), 1 / scale)

@@ -1,0 +1,15 @@
+"""The one registry of methods: config.method -> build(config) -> Method."""
+
+from jaxsr.methods import psnr
+
+METHODS = {
+    'psnr': psnr.build,
+}
+
+
+def build(config):
+  """Builds the method named by config.method."""
+  if config.method not in METHODS:
+    raise ValueError(f'unknown config.method={config.method!r}; '
+                     f'expected one of {sorted(METHODS)}')
+  return METHODS[config.method](config)

@@ -1,0 +1,106 @@
+"""PSNR-oriented pre-training (paper 000 §4.1, stage 1): L1 for G (LR→HR) and L (HR→LR).
+
+Both networks live in one state so that stage 2 (LSRGAN) can start from both
+through `config.init_from`.
+"""
+
+import functools
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxsr.losses import pixel
+from jaxsr.methods import base
+from jaxsr.models import encoders
+from jaxsr.models import rrdbnet
+
+
+@flax.struct.dataclass
+class PSNRState:
+  """Step, and parameters and Adam state of G and (optionally) L."""
+  step: jax.Array
+  g_params: Any
+  g_opt_state: Any
+  l_params: Any
+  l_opt_state: Any
+
+
+def build_generator(config) -> rrdbnet.RRDBNet:
+  """The RRDBNet G described by config.model and config.scale."""
+  base.check_keys(config.model, {'num_feat', 'num_block', 'num_grow_ch',
+                                 'bicubic_skip'}, 'model')
+  return rrdbnet.RRDBNet(
+      scale=config.scale, num_feat=config.model.num_feat,
+      num_block=config.model.num_block, num_grow_ch=config.model.num_grow_ch,
+      bicubic_skip=config.model.bicubic_skip)
+
+
+def build_encoder(config) -> encoders.LSREncoder | None:
+  """The LSR encoder L described by config.encoder, or None when disabled."""
+  base.check_keys(config.encoder, {'enabled', 'cut', 'num_upsample_feat'},
+                  'encoder')
+  if not config.encoder.enabled:
+    return None
+  return encoders.LSREncoder(scale=config.scale, cut=config.encoder.cut,
+                             num_upsample_feat=config.encoder.num_upsample_feat)
+
+
+def _init(rng, *, g, l, tx, hr_patch, scale):
+  g_rng, l_rng = jax.random.split(rng)
+  lr = jnp.zeros((1, hr_patch // scale, hr_patch // scale, 3), jnp.float32)
+  g_params = g.init(g_rng, lr)['params']
+  l_params = {}
+  if l is not None:
+    hr = jnp.zeros((1, hr_patch, hr_patch, 3), jnp.float32)
+    l_params = l.init(l_rng, hr)['params']
+  return PSNRState(step=jnp.zeros((), jnp.int32), g_params=g_params,
+                   g_opt_state=tx.init(g_params), l_params=l_params,
+                   l_opt_state=tx.init(l_params))
+
+
+def _l1_update(params, opt_state, tx, apply_fn, inputs, target):
+  def loss_fn(p):
+    return pixel.l1(apply_fn({'params': p}, inputs), target)
+  loss, grads = jax.value_and_grad(loss_fn)(params)
+  updates, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, updates), opt_state, loss
+
+
+def _train_step(state, batch, rng, *, g, l, tx, lr_schedule):
+  del rng  # Deterministic losses: nothing random inside the step.
+  g_params, g_opt_state, g_l1 = _l1_update(
+      state.g_params, state.g_opt_state, tx, g.apply, batch['lr'], batch['hr'])
+  metrics = {'g_l1': g_l1, 'learning_rate': lr_schedule(state.step)}
+  l_params, l_opt_state = state.l_params, state.l_opt_state
+  if l is not None:
+    l_params, l_opt_state, l_l1 = _l1_update(
+        l_params, l_opt_state, tx, l.apply, batch['hr'], batch['lr'])
+    metrics['l_l1'] = l_l1
+  state = state.replace(step=state.step + 1, g_params=g_params,
+                        g_opt_state=g_opt_state, l_params=l_params,
+                        l_opt_state=l_opt_state)
+  return state, metrics
+
+
+def _predict(state, lr, *, g):
+  return g.apply({'params': state.g_params}, lr)
+
+
+def build(config) -> base.Method:
+  """Builds the PSNR pre-training method from config.{scale,model,encoder,optim}."""
+  base.check_keys(config.optim, {'lr', 'b1', 'b2', 'eps', 'decay_every',
+                                 'decay_factor', 'milestones'}, 'optim')
+  g = build_generator(config)
+  l = build_encoder(config)
+  lr_schedule = base.schedule(config.optim)
+  tx = base.adam(config.optim, lr_schedule)
+  return base.Method(
+      init=functools.partial(_init, g=g, l=l, tx=tx,
+                             hr_patch=config.data.hr_patch, scale=config.scale),
+      train_step=functools.partial(_train_step, g=g, l=l, tx=tx,
+                                   lr_schedule=lr_schedule),
+      predict=functools.partial(_predict, g=g),
+      init_fields=('g_params', 'l_params'))

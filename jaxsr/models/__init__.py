@@ -1,0 +1,1 @@
+"""Flax linen networks: generators, discriminators and encoders (NHWC)."""

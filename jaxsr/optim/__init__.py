@@ -1,0 +1,1 @@
+"""Optax-style transformations and schedules."""

@@ -1,0 +1,22 @@
+"""Learning-rate schedules of the papers, as optax schedules of the step."""
+
+from collections.abc import Sequence
+
+import optax
+
+
+def step_decay(lr: float, every: int, factor: float = 0.5) -> optax.Schedule:
+  """lr * factor**floor(step / every): e.g. halved every 2e5 steps (paper 000)."""
+  if every <= 0:
+    raise ValueError(f'decay interval must be positive, got {every}')
+  return optax.exponential_decay(
+      lr, transition_steps=every, decay_rate=factor, staircase=True)
+
+
+def multistep(lr: float, milestones: Sequence[int],
+              factor: float = 0.5) -> optax.Schedule:
+  """lr multiplied by `factor` at each milestone (PyTorch MultiStepLR)."""
+  if list(milestones) != sorted(milestones):
+    raise ValueError(f'milestones must be increasing, got {list(milestones)}')
+  return optax.piecewise_constant_schedule(
+      lr, {int(m): factor for m in milestones})

@@ -1,0 +1,53 @@
+"""Restores a trained model from a workdir (its config.json and latest checkpoint)."""
+
+import dataclasses
+import json
+import os
+from collections.abc import Callable
+
+import jax
+import ml_collections
+import numpy as np
+
+from jaxsr import checkpoint
+from jaxsr import methods
+from jaxsr import sharding
+from jaxsr import train
+
+
+@dataclasses.dataclass(frozen=True)
+class Model:
+  """A restored generator: predict maps float32 NHWC LR in [0,1] to SR."""
+  config: ml_collections.ConfigDict
+  step: int
+  predict: Callable[[np.ndarray], np.ndarray]
+
+  @property
+  def scale(self) -> int:
+    return int(self.config.scale)
+
+
+def load_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a workdir was trained with (workdir/config.json)."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'{path} is missing: expected a workdir written by '
+                            'python -m jaxsr.main')
+  with open(path) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def load_model(workdir: str) -> Model:
+  """The newest checkpoint of `workdir`, ready for inference on one device."""
+  config = load_config(workdir)
+  method = methods.build(config)
+  mesh = sharding.make_mesh(jax.devices()[:1])
+  state = train.create_state(method, mesh, train.init_key(0))
+  mngr = checkpoint.manager(workdir, async_save=False)
+  restored = checkpoint.restore_latest(mngr, state)
+  mngr.close()
+  if restored is None:
+    raise FileNotFoundError(f'no checkpoint under {workdir}/checkpoints')
+  jit_predict = jax.jit(method.predict)
+  return Model(config=config, step=int(restored.step),
+               predict=lambda lr: jit_predict(restored, lr))

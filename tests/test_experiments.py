@@ -1,0 +1,49 @@
+"""Every experiment config loads, locks, builds its method and shapes its state."""
+
+import pathlib
+
+import jax
+import pytest
+
+from jaxsr import methods
+from jaxsr import train
+from tests.test_train import load_experiment
+
+EXPERIMENTS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1]
+                                      / 'experiments').glob('*.py'))
+VARIANTS = {'rrdb_psnr': [None, 'demo', 'tiny']}
+
+
+@pytest.mark.parametrize('name', EXPERIMENTS)
+def test_every_experiment_has_listed_variants(name):
+  assert name in VARIANTS, f'add experiments/{name}.py variants to VARIANTS'
+
+
+@pytest.mark.parametrize('name,arg', [(n, a) for n, args in VARIANTS.items()
+                                      for a in args])
+def test_config_builds(name, arg):
+  config = load_experiment(name, arg)
+  with pytest.raises(AttributeError):
+    config.not_a_field = 1  # Locked: typos in overrides are errors.
+  method = methods.build(config)
+  state = jax.eval_shape(method.init, train.init_key(0))
+  assert state.step.shape == ()
+
+
+def test_unknown_variant():
+  with pytest.raises(ValueError, match='unknown variant'):
+    load_experiment('rrdb_psnr', 'nope')
+
+
+def test_paper_values_are_the_default():
+  config = load_experiment('rrdb_psnr')
+  assert (config.scale, config.data.hr_patch, config.data.batch_size) == (
+      4, 128, 16)
+  assert (config.optim.lr, config.optim.b1, config.optim.b2,
+          config.optim.eps) == (2e-4, 0.9, 0.999, 1e-8)
+  assert (config.optim.decay_every, config.optim.decay_factor) == (
+      200_000, 0.5)
+  assert config.train.num_steps == 500_000
+  assert (config.model.num_feat, config.model.num_block,
+          config.model.num_grow_ch, config.model.bicubic_skip) == (
+              64, 23, 32, False)

@@ -1,0 +1,134 @@
+"""The training loop: 1 vs 4 devices, resume after a kill, NaN guard, init_from."""
+
+import dataclasses
+import importlib.util
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsr import checkpoint
+from jaxsr import methods
+from jaxsr import sharding
+from jaxsr import train
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def load_experiment(name, arg=None):
+  spec = importlib.util.spec_from_file_location(
+      name, REPO / 'experiments' / f'{name}.py')
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(arg)
+
+
+def tiny_config(**train_overrides):
+  config = load_experiment('rrdb_psnr', 'tiny')
+  config.unlock()
+  config.train.update(train_overrides)
+  return config
+
+
+def _batch(config, n=4):
+  rng = np.random.default_rng(0)
+  p, s = config.data.hr_patch, config.scale
+  return {'lr': rng.random((n, p // s, p // s, 3), np.float32),
+          'hr': rng.random((n, p, p, 3), np.float32)}
+
+
+def _run_step(method, mesh, batch):
+  state = train.create_state(method, mesh, train.init_key(0))
+  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  step = jax.jit(method.train_step, in_shardings=(repl, data, repl),
+                 out_shardings=(repl, repl))
+  batch = jax.device_put(batch, data)
+  return step(state, batch, jax.random.key(1))
+
+
+def test_four_devices_match_one_device():
+  assert jax.device_count() == 4
+  config = tiny_config()
+  method = methods.build(config)
+  batch = _batch(config)
+  s1, m1 = _run_step(method, sharding.make_mesh(jax.devices()[:1]), batch)
+  s4, m4 = _run_step(method, sharding.make_mesh(), batch)
+  for k in m1:
+    np.testing.assert_allclose(m1[k], m4[k], rtol=1e-5, atol=1e-7)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4,
+                                                       atol=1e-6),
+               s1.g_params, s4.g_params)
+  # The batch really is split: each device holds a quarter.
+  data = jax.device_put(batch['hr'], sharding.data_sharded(sharding.make_mesh()))
+  assert {s.data.shape[0] for s in data.addressable_shards} == {1}
+
+
+def test_resume_after_stop_equals_uninterrupted_run(tmp_path):
+  straight = train.train_and_evaluate(tiny_config(num_steps=4),
+                                      str(tmp_path / 'a'))
+  workdir = str(tmp_path / 'b')
+  first = train.train_and_evaluate(tiny_config(num_steps=2), workdir)
+  assert int(first.step) == 2
+  resumed = train.train_and_evaluate(tiny_config(num_steps=4), workdir)
+  assert int(resumed.step) == 4
+  # Same data order and rng after the restart: the same weights.
+  jax.tree.map(np.testing.assert_array_equal, straight.g_params,
+               resumed.g_params)
+  jax.tree.map(np.testing.assert_array_equal, straight.l_params,
+               resumed.l_params)
+  mngr = checkpoint.manager(workdir)
+  assert list(mngr.all_steps()) == [2, 4]
+  mngr.close()
+  assert (tmp_path / 'b' / 'results.md').exists()
+  assert (tmp_path / 'b' / 'grid.png').exists()
+
+
+def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path,
+                                                           monkeypatch):
+  real_build = methods.METHODS['psnr']
+
+  def poisoned_build(config):
+    method = real_build(config)
+
+    def step(state, batch, rng):
+      state, metrics = method.train_step(state, batch, rng)
+      bad = state.step >= 3  # Poison the weights from step 3 on.
+      g = jax.tree.map(lambda x: jnp.where(bad, jnp.nan, x), state.g_params)
+      metrics['g_l1'] = jnp.where(bad, jnp.nan, metrics['g_l1'])
+      return state.replace(g_params=g), metrics
+
+    return dataclasses.replace(method, train_step=step)
+
+  monkeypatch.setitem(methods.METHODS, 'psnr', poisoned_build)
+  workdir = str(tmp_path / 'w')
+  with pytest.raises(FloatingPointError, match='non-finite g_l1 at step 3'):
+    train.train_and_evaluate(tiny_config(num_steps=4), workdir)
+  mngr = checkpoint.manager(workdir)
+  assert mngr.latest_step() == 2
+  mngr.close()
+
+
+def test_refuses_to_save_non_finite_state(tmp_path):
+  mngr = checkpoint.manager(str(tmp_path), async_save=False)
+  with pytest.raises(FloatingPointError, match='NaN'):
+    checkpoint.save(mngr, 1, {'w': jnp.array([1., jnp.nan])})
+  assert mngr.latest_step() is None
+
+
+def test_init_from_copies_generator_weights(tmp_path):
+  source = train.train_and_evaluate(tiny_config(num_steps=2),
+                                    str(tmp_path / 'src'))
+  config = tiny_config(num_steps=0)
+  config.init_from = str(tmp_path / 'src')
+  state = train.train_and_evaluate(config, str(tmp_path / 'dst'))
+  assert int(state.step) == 0
+  jax.tree.map(np.testing.assert_array_equal, source.g_params, state.g_params)
+
+
+def test_unknown_config_key_is_named():
+  config = tiny_config()
+  config.train.bogus = 1
+  with pytest.raises(ValueError, match='bogus'):
+    train.train_and_evaluate(config, '/tmp/unused')
