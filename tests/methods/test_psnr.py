@@ -1,0 +1,75 @@
+"""The PSNR pre-training step against hand-derived Adam and L1 math."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxsr import methods
+from jaxsr import train
+from tests.test_train import tiny_config
+
+
+def _setup():
+  config = tiny_config()
+  method = methods.build(config)
+  state = method.init(train.init_key(0))
+  rng = np.random.default_rng(0)
+  p, s = config.data.hr_patch, config.scale
+  batch = {'lr': jnp.asarray(rng.random((2, p // s, p // s, 3), np.float32)),
+           'hr': jnp.asarray(rng.random((2, p, p, 3), np.float32))}
+  return config, method, state, batch
+
+
+def test_losses_are_l1_of_g_and_l():
+  config, method, state, batch = _setup()
+  g, l = methods.psnr.build_generator(config), methods.psnr.build_encoder(
+      config)
+  _, metrics = jax.jit(method.train_step)(state, batch, jax.random.key(0))
+  sr = np.asarray(g.apply({'params': state.g_params}, batch['lr']))
+  down = np.asarray(l.apply({'params': state.l_params}, batch['hr']))
+  np.testing.assert_allclose(metrics['g_l1'],
+                             np.abs(sr - np.asarray(batch['hr'])).mean(),
+                             rtol=1e-5)
+  np.testing.assert_allclose(metrics['l_l1'],
+                             np.abs(down - np.asarray(batch['lr'])).mean(),
+                             rtol=1e-5)
+  np.testing.assert_allclose(metrics['learning_rate'], config.optim.lr)
+
+
+def test_first_adam_step_moves_each_weight_by_lr_times_sign_of_gradient():
+  """Adam's first update is -lr * g / (|g| + eps) (bias corrections cancel)."""
+  config, method, state, batch = _setup()
+  g = methods.psnr.build_generator(config)
+  grads = jax.grad(lambda p: jnp.mean(jnp.abs(
+      g.apply({'params': p}, batch['lr']) - batch['hr'])))(state.g_params)
+  new_state, _ = jax.jit(method.train_step)(state, batch, jax.random.key(0))
+  lr, eps = config.optim.lr, config.optim.eps
+
+  def check(old, new, grad):
+    grad = np.asarray(grad, np.float64)
+    expected = np.asarray(old) - lr * grad / (np.abs(grad) + eps)
+    np.testing.assert_allclose(new, expected, atol=1e-7)
+
+  jax.tree.map(check, state.g_params, new_state.g_params, grads)
+  assert int(new_state.step) == 1
+
+
+def test_training_reduces_both_losses_on_a_fixed_batch():
+  _, method, state, batch = _setup()
+  step = jax.jit(method.train_step)
+  _, first = step(state, batch, jax.random.key(0))
+  for _ in range(30):
+    state, metrics = step(state, batch, jax.random.key(0))
+  assert metrics['g_l1'] < first['g_l1']
+  assert metrics['l_l1'] < first['l_l1']
+
+
+def test_step_decay_halves_the_learning_rate():
+  from jaxsr.optim import schedules
+  sched = schedules.step_decay(2e-4, 200_000)
+  np.testing.assert_allclose(
+      [float(sched(s)) for s in (0, 199_999, 200_000, 400_000)],
+      [2e-4, 2e-4, 1e-4, 5e-5])
+  multi = schedules.multistep(1e-4, (50_000, 100_000))
+  np.testing.assert_allclose(
+      [float(multi(s)) for s in (0, 50_001, 100_001)], [1e-4, 5e-5, 2.5e-5])
