@@ -12,7 +12,7 @@ import numpy as np
 from jaxsr import checkpoint
 from jaxsr import methods
 from jaxsr import sharding
-from jaxsr import train
+from jaxsr import train  # For init_key only.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +42,11 @@ def load_model(workdir: str) -> Model:
   config = load_config(workdir)
   method = methods.build(config)
   mesh = sharding.make_mesh(jax.devices()[:1])
-  state = train.create_state(method, mesh, train.init_key(0))
+  # Shapes only: no random init, and no frozen loss networks to load.
+  repl = sharding.replicated(mesh)
+  state = jax.tree.map(
+      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+      jax.eval_shape(method.init, train.init_key(0)))
   mngr = checkpoint.manager(workdir, async_save=False)
   restored = checkpoint.restore_latest(mngr, state)
   mngr.close()

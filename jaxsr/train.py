@@ -138,7 +138,9 @@ def train_and_evaluate(config, workdir: str):
                mesh.devices.size, start, num_steps)
 
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  jit_step = jax.jit(method.train_step, in_shardings=(repl, data, repl),
+  constants = jax.device_put(method.constants(), repl)
+  jit_step = jax.jit(method.train_step,
+                     in_shardings=(repl, data, repl, repl),
                      out_shardings=(repl, repl), donate_argnums=0)
   batches = pipeline.TrainBatches(
       train_ds, scale=config.scale, hr_patch=config.data.hr_patch,
@@ -157,7 +159,7 @@ def train_and_evaluate(config, workdir: str):
       for step in range(start, num_steps):
         with jax.profiler.StepTraceAnnotation('train', step_num=step):
           batch = sharding.put_batch(next(batches), mesh)
-          state, metrics = jit_step(state, batch, train_rng)
+          state, metrics = jit_step(state, batch, train_rng, constants)
         done = step + 1
         progress(done)
         if done % tc.log_every == 0 or done == num_steps:

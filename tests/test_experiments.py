@@ -11,7 +11,8 @@ from tests.test_train import load_experiment
 
 EXPERIMENTS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1]
                                       / 'experiments').glob('*.py'))
-VARIANTS = {'rrdb_psnr': [None, 'demo', 'tiny']}
+VARIANTS = {name: [None, 'demo', 'tiny'] for name in (
+    'rrdb_psnr', 'esrgan', 'lsrgan', 'cesrgan', 'clsrgan')}
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)

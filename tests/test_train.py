@@ -42,10 +42,10 @@ def _batch(config, n=4):
 def _run_step(method, mesh, batch):
   state = train.create_state(method, mesh, train.init_key(0))
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  step = jax.jit(method.train_step, in_shardings=(repl, data, repl),
+  step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl),
                  out_shardings=(repl, repl))
   batch = jax.device_put(batch, data)
-  return step(state, batch, jax.random.key(1))
+  return step(state, batch, jax.random.key(1), {})
 
 
 def test_four_devices_match_one_device():
@@ -92,8 +92,8 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path,
   def poisoned_build(config):
     method = real_build(config)
 
-    def step(state, batch, rng):
-      state, metrics = method.train_step(state, batch, rng)
+    def step(state, batch, rng, constants):
+      state, metrics = method.train_step(state, batch, rng, constants)
       bad = state.step >= 3  # Poison the weights from step 3 on.
       g = jax.tree.map(lambda x: jnp.where(bad, jnp.nan, x), state.g_params)
       metrics['g_l1'] = jnp.where(bad, jnp.nan, metrics['g_l1'])

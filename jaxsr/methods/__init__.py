@@ -1,9 +1,11 @@
 """The one registry of methods: config.method -> build(config) -> Method."""
 
+from jaxsr.methods import lsrgan
 from jaxsr.methods import psnr
 
 METHODS = {
     'psnr': psnr.build,
+    'lsrgan': lsrgan.build,
 }
 
 

@@ -16,15 +16,21 @@ class Method:
 
   Attributes:
     init: rng -> state (a flax.struct.dataclass of arrays with a `step` field).
-    train_step: (state, batch, rng) -> (state, metrics); batch holds 'lr' and
-      'hr' float32 NHWC in [0, 1]; metrics is a flat dict of scalars.
+    train_step: (state, batch, rng, constants) -> (state, metrics); batch
+      holds 'lr' and 'hr' float32 NHWC in [0, 1]; metrics is a flat dict of
+      scalars.
     predict: (state, lr) -> sr, float32 NHWC (not clipped).
     init_fields: state fields that `config.init_from` copies from another run.
+    constants: () -> pytree of frozen arrays every step reads (e.g. VGG19
+      weights of a perceptual loss). Loaded once by the loop, passed to each
+      step as an argument (not baked into the compiled program) and never
+      checkpointed; evaluation never loads them.
   """
   init: Callable[[jax.Array], Any]
-  train_step: Callable[[Any, dict, jax.Array], tuple[Any, dict]]
+  train_step: Callable[[Any, dict, jax.Array, Any], tuple[Any, dict]]
   predict: Callable[[Any, jax.Array], jax.Array]
   init_fields: tuple[str, ...] = ('g_params',)
+  constants: Callable[[], Any] = dict
 
 
 def adam(optim_config, schedule: optax.Schedule) -> optax.GradientTransformation:

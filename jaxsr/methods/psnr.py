@@ -40,12 +40,14 @@ def build_generator(config) -> rrdbnet.RRDBNet:
 
 def build_encoder(config) -> encoders.LSREncoder | None:
   """The LSR encoder L described by config.encoder, or None when disabled."""
-  base.check_keys(config.encoder, {'enabled', 'cut', 'num_upsample_feat'},
-                  'encoder')
+  base.check_keys(config.encoder, {'enabled', 'cut', 'num_upsample_feat',
+                                   'width_divisor'}, 'encoder')
   if not config.encoder.enabled:
     return None
-  return encoders.LSREncoder(scale=config.scale, cut=config.encoder.cut,
-                             num_upsample_feat=config.encoder.num_upsample_feat)
+  return encoders.LSREncoder(
+      scale=config.scale, cut=config.encoder.cut,
+      num_upsample_feat=config.encoder.num_upsample_feat,
+      width_divisor=config.encoder.get('width_divisor', 1))
 
 
 def _init(rng, *, g, l, tx, hr_patch, scale):
@@ -69,8 +71,8 @@ def _l1_update(params, opt_state, tx, apply_fn, inputs, target):
   return optax.apply_updates(params, updates), opt_state, loss
 
 
-def _train_step(state, batch, rng, *, g, l, tx, lr_schedule):
-  del rng  # Deterministic losses: nothing random inside the step.
+def _train_step(state, batch, rng, constants, *, g, l, tx, lr_schedule):
+  del rng, constants  # L1 only: nothing random, no frozen networks.
   g_params, g_opt_state, g_l1 = _l1_update(
       state.g_params, state.g_opt_state, tx, g.apply, batch['lr'], batch['hr'])
   metrics = {'g_l1': g_l1, 'learning_rate': lr_schedule(state.step)}

@@ -81,6 +81,9 @@ class LSREncoder(nn.Module):
   scale: int = 4
   cut: str = 'conv4_3'
   num_upsample_feat: int = 64
+  # VGG16's widths divided by this; 1 is the paper's VGG16. Larger values are
+  # a departure for CPU-sized demos (pretrained VGG16 weights then don't fit).
+  width_divisor: int = 1
   dtype: DTypeLike = jnp.float32
 
   @nn.compact
@@ -107,7 +110,7 @@ class LSREncoder(nn.Module):
       if name.startswith('pool'):
         x = nn.max_pool(x, (2, 2), strides=(2, 2))
       else:
-        width = _VGG16_WIDTHS[int(name[4])]
+        width = max(1, _VGG16_WIDTHS[int(name[4])] // self.width_divisor)
         x = nn.relu(
             conv(
                 width,

@@ -24,7 +24,7 @@ def test_losses_are_l1_of_g_and_l():
   config, method, state, batch = _setup()
   g, l = methods.psnr.build_generator(config), methods.psnr.build_encoder(
       config)
-  _, metrics = jax.jit(method.train_step)(state, batch, jax.random.key(0))
+  _, metrics = jax.jit(method.train_step)(state, batch, jax.random.key(0), {})
   sr = np.asarray(g.apply({'params': state.g_params}, batch['lr']))
   down = np.asarray(l.apply({'params': state.l_params}, batch['hr']))
   np.testing.assert_allclose(metrics['g_l1'],
@@ -42,7 +42,7 @@ def test_first_adam_step_moves_each_weight_by_lr_times_sign_of_gradient():
   g = methods.psnr.build_generator(config)
   grads = jax.grad(lambda p: jnp.mean(jnp.abs(
       g.apply({'params': p}, batch['lr']) - batch['hr'])))(state.g_params)
-  new_state, _ = jax.jit(method.train_step)(state, batch, jax.random.key(0))
+  new_state, _ = jax.jit(method.train_step)(state, batch, jax.random.key(0), {})
   lr, eps = config.optim.lr, config.optim.eps
 
   def check(old, new, grad):
@@ -57,9 +57,9 @@ def test_first_adam_step_moves_each_weight_by_lr_times_sign_of_gradient():
 def test_training_reduces_both_losses_on_a_fixed_batch():
   _, method, state, batch = _setup()
   step = jax.jit(method.train_step)
-  _, first = step(state, batch, jax.random.key(0))
+  _, first = step(state, batch, jax.random.key(0), {})
   for _ in range(30):
-    state, metrics = step(state, batch, jax.random.key(0))
+    state, metrics = step(state, batch, jax.random.key(0), {})
   assert metrics['g_l1'] < first['g_l1']
   assert metrics['l_l1'] < first['l_l1']
 

@@ -1,0 +1,118 @@
+"""ESRGAN discriminator: HR (N, 128, 128, C) in [0, 1] -> logits (N, 1).
+
+A line-by-line port of BasicSR `VGGStyleDiscriminator`
+(`basicsr/archs/discriminator_arch.py`), in NHWC:
+conv0_0 (3x3, bias) -> LReLU 0.2; conv0_1 (4x4 s2) -> BN -> LReLU; then for
+stages i = 1..4 (and 5 when input_size is 256): convi_0 (3x3 s1) -> BN ->
+LReLU, convi_1 (4x4 s2) -> BN -> LReLU, with nf, 2nf, 4nf, 8nf, 8nf(, 8nf)
+channels; every conv after conv0_0 has no bias. The 4x4 map is flattened in
+NCHW order -> linear1 (100) -> LReLU 0.2 -> linear2 (1).
+
+Importing PyTorch weights is a renaming plus layout changes: a conv weight
+(O, I, kh, kw) is a kernel `w.transpose(2, 3, 1, 0)`; a Linear weight
+(out, in) is a Dense kernel `w.T`; BN weight/bias are scale/bias and
+running_mean/running_var are batch_stats mean/var. Because the flatten is in
+NCHW order (see `__call__`), linear1 imports without permuting its inputs.
+
+Known departure: PyTorch updates running_var with the unbiased batch variance
+(factor n / (n - 1), n = N*H*W), flax with the biased one. Training-mode
+outputs are identical; eval-mode outputs after training differ by that
+factor (256/255 at the last BN for a batch of 16), which ESRGAN never uses.
+"""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+from jax.typing import DTypeLike
+
+from jaxsr.models import rrdbnet
+
+# PyTorch BatchNorm2d defaults: momentum 0.1 on the new value, i.e. flax's
+# decay of the old running value 0.9; eps 1e-5.
+_BN_MOMENTUM = 0.9
+_BN_EPSILON = 1e-5
+_SUPPORTED_SIZES = (128, 256)
+
+
+class VGGStyleDiscriminator(nn.Module):
+  """ESRGAN VGG-style D: (N, S, S, num_in_ch), S = input_size -> (N, 1)."""
+
+  num_in_ch: int = 3
+  num_feat: int = 64
+  input_size: int = 128
+  dtype: DTypeLike = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    """(N, S, S, C) in [0, 1] -> float32 logits (N, 1); train: batch BN."""
+    if self.input_size not in _SUPPORTED_SIZES:
+      raise ValueError(
+          f'VGGStyleDiscriminator input_size must be 128 or 256, got '
+          f'{self.input_size}'
+      )
+    if x.ndim != 4 or x.shape[-1] != self.num_in_ch:
+      raise ValueError(
+          f'the ESRGAN discriminator expects (N, H, W, {self.num_in_ch}) '
+          f'input, got {x.shape}'
+      )
+    if x.shape[1:3] != (self.input_size, self.input_size):
+      raise ValueError(
+          f'the ESRGAN discriminator expects {self.input_size}x'
+          f'{self.input_size} inputs, got {x.shape[1]}x{x.shape[2]}'
+      )
+
+    def lrelu(h):
+      return nn.leaky_relu(h, 0.2)
+
+    def conv(h, features, size, stride, name, use_bias=False):
+      fan_in = size * size * h.shape[-1]
+      return nn.Conv(
+          features,
+          (size, size),
+          strides=(stride, stride),
+          # PyTorch padding=1 for both the 3x3 s1 and the 4x4 s2 convs:
+          # 4x4 s2 maps S to (S + 2 - 4) // 2 + 1 = S / 2 exactly.
+          padding=((1, 1), (1, 1)),
+          use_bias=use_bias,
+          dtype=self.dtype,
+          param_dtype=jnp.float32,
+          kernel_init=rrdbnet.torch_default_kernel_init,
+          bias_init=rrdbnet.torch_default_bias_init(fan_in),
+          name=name,
+      )(h)
+
+    def bn(h, name):
+      return nn.BatchNorm(
+          use_running_average=not train,
+          momentum=_BN_MOMENTUM,
+          epsilon=_BN_EPSILON,
+          dtype=self.dtype,
+          param_dtype=jnp.float32,
+          name=name,
+      )(h)
+
+    nf = self.num_feat
+    h = lrelu(conv(x, nf, 3, 1, 'conv0_0', use_bias=True))
+    h = lrelu(bn(conv(h, nf, 4, 2, 'conv0_1'), 'bn0_1'))  # S / 2
+    widths = [2 * nf, 4 * nf, 8 * nf, 8 * nf]
+    if self.input_size == 256:
+      widths.append(8 * nf)  # BasicSR's extra stage 5 for 256x256 inputs.
+    for i, width in enumerate(widths, start=1):
+      h = lrelu(bn(conv(h, width, 3, 1, f'conv{i}_0'), f'bn{i}_0'))
+      h = lrelu(bn(conv(h, width, 4, 2, f'conv{i}_1'), f'bn{i}_1'))
+    # Now (N, 4, 4, 8nf). PyTorch's `view(N, -1)` flattens NCHW, so transpose
+    # first: imported linear1 weights then line up feature for feature.
+    h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)
+
+    def dense(h, features, name):
+      return nn.Dense(
+          features,
+          dtype=self.dtype,
+          param_dtype=jnp.float32,
+          kernel_init=rrdbnet.torch_default_kernel_init,
+          bias_init=rrdbnet.torch_default_bias_init(h.shape[-1]),
+          name=name,
+      )(h)
+
+    h = lrelu(dense(h, 100, 'linear1'))
+    return dense(h, 1, 'linear2').astype(jnp.float32)

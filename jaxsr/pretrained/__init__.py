@@ -1,0 +1,1 @@
+"""Importers from public weight files (PyTorch, Keras, ours) into Flax trees."""

@@ -1,0 +1,156 @@
+"""The ESRGAN/LSRGAN step: update order, warm-up, EMA, LSR sign, devices, smoke runs."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsr import checkpoint
+from jaxsr import methods
+from jaxsr import sharding
+from jaxsr import train
+from jaxsr.losses import lsr
+from tests.test_train import load_experiment
+
+
+def _config(name='lsrgan', **overrides):
+  config = load_experiment(name, 'tiny')
+  config.unlock()
+  for key, value in overrides.items():
+    section, _, field = key.rpartition('.')
+    (config[section] if section else config)[field] = value
+  return config
+
+
+def _batch(config, n=4, seed=0):
+  rng = np.random.default_rng(seed)
+  p, s = config.data.hr_patch, config.scale
+  return {'lr': jnp.asarray(rng.random((n, p // s, p // s, 3), np.float32)),
+          'hr': jnp.asarray(rng.random((n, p, p, 3), np.float32))}
+
+
+@pytest.fixture(scope='module')
+def gan():
+  """A tiny LSRGAN (no warm-up), its state, constants and compiled step."""
+  config = _config(psnr_warmup_steps=0)
+  method = methods.build(config)
+  state = method.init(train.init_key(0))
+  constants = method.constants()
+  step = jax.jit(method.train_step)
+  return config, method, state, constants, step
+
+
+def test_one_step_updates_every_network_and_the_ema(gan):
+  config, _, state, constants, step = gan
+  new, metrics = step(state, _batch(config), jax.random.key(0), constants)
+  changed = lambda a, b: any(not np.array_equal(x, y) for x, y in zip(
+      jax.tree.leaves(a), jax.tree.leaves(b)))
+  assert changed(state.g_params, new.g_params)
+  assert changed(state.d_params, new.d_params)
+  assert changed(state.l_params, new.l_params)
+  assert changed(state.d_batch_stats, new.d_batch_stats)
+  # First GAN step: the EMA restarts from G, ema = d*G_old + (1-d)*G_new.
+  decay = config.ema.decay
+  jax.tree.map(lambda e, g0, g1: np.testing.assert_allclose(
+      e, decay * np.asarray(g0) + (1 - decay) * np.asarray(g1), rtol=1e-5,
+      atol=1e-7), new.ema_params, state.g_params, new.g_params)
+  for k, v in metrics.items():
+    assert np.isfinite(v), k
+  # The total is the paper's weighted sum of the logged terms (eq. 10).
+  loss = config.loss
+  expected = (loss.perceptual_weight * metrics['g_perceptual']
+              + loss.adv_weight * metrics['g_adv']
+              + loss.pixel_weight * metrics['g_pixel']
+              - loss.latent_weight * metrics['g_latent'])
+  np.testing.assert_allclose(metrics['g_total'], expected, rtol=1e-5)
+
+
+def test_encoder_step_minimizes_eq9_on_this_steps_output(gan):
+  config, _, state, constants, step = gan
+  batch = _batch(config)
+  new, metrics = step(state, batch, jax.random.key(0), constants)
+  g = methods.psnr.build_generator(config)
+  l = methods.psnr.build_encoder(config)
+  sr = g.apply({'params': state.g_params}, batch['lr'])
+  loss = lambda p: lsr.encoder_loss(l.apply({'params': p}, sr),
+                                    l.apply({'params': p}, batch['hr']))
+  np.testing.assert_allclose(metrics['l_loss'], loss(state.l_params),
+                             rtol=1e-5)
+  assert loss(new.l_params) < loss(state.l_params)
+
+
+def test_latent_sign_flips_the_latent_gradient():
+  """μ's sign (eq. 10: minus) decides whether G pushes L-codes apart."""
+  grads = {}
+  for sign in (-1.0, 1.0):
+    config = _config(**{'psnr_warmup_steps': 0, 'loss.latent_sign': sign,
+                        'loss.adv_weight': 0.0, 'loss.perceptual_weight': 0.0,
+                        'loss.pixel_weight': 0.0, 'loss.latent_weight': 1.0})
+    method = methods.build(config)
+    state = method.init(train.init_key(0))
+    new, _ = jax.jit(method.train_step)(state, _batch(config),
+                                        jax.random.key(0), method.constants())
+    grads[sign] = jax.tree.map(lambda a, b: np.sign(np.asarray(b - a)),
+                               state.g_params, new.g_params)
+  # Adam's first step moves each weight by -lr*sign(grad): opposite signs
+  # wherever the latent term reaches (conv_last starts at zero, so at first
+  # only it moves).
+  a = np.concatenate([x.ravel() for x in jax.tree.leaves(grads[-1.0])])
+  b = np.concatenate([x.ravel() for x in jax.tree.leaves(grads[1.0])])
+  moved = a != 0
+  assert moved.sum() > 50
+  assert np.mean(a[moved] == -b[moved]) > 0.99
+
+
+def test_warmup_trains_g_and_l_only():
+  config = _config(psnr_warmup_steps=5)
+  method = methods.build(config)
+  state = method.init(train.init_key(0))
+  new, metrics = jax.jit(method.train_step)(state, _batch(config),
+                                            jax.random.key(0),
+                                            method.constants())
+  jax.tree.map(np.testing.assert_array_equal, state.d_params, new.d_params)
+  assert float(metrics['d_loss']) == 0.0 and float(metrics['g_pixel']) > 0
+  assert not np.array_equal(state.g_params['conv_last']['kernel'],
+                            new.g_params['conv_last']['kernel'])
+
+
+def test_four_devices_match_one_device(gan):
+  config, method, state, constants, _ = gan
+  batch = _batch(config)
+  results = []
+  for mesh in (sharding.make_mesh(jax.devices()[:1]), sharding.make_mesh()):
+    repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+    step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl),
+                   out_shardings=(repl, repl))
+    results.append(step(jax.device_put(state, repl),
+                        jax.device_put(batch, data), jax.random.key(0),
+                        jax.device_put(constants, repl)))
+  (s1, m1), (s4, m4) = results
+  for k in m1:
+    np.testing.assert_allclose(m1[k], m4[k], rtol=2e-4, atol=1e-6)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-3,
+                                                       atol=1e-5),
+               s1.g_params, s4.g_params)
+
+
+@pytest.mark.parametrize('name', ['esrgan', 'lsrgan', 'cesrgan', 'clsrgan'])
+def test_experiment_trains_checkpoints_and_resumes(name, tmp_path):
+  workdir = str(tmp_path / name)
+  first = train.train_and_evaluate(_config(name, **{'train.num_steps': 2}),
+                                   workdir)
+  assert int(first.step) == 2
+  resumed = train.train_and_evaluate(_config(name, **{'train.num_steps': 3}),
+                                     workdir)
+  assert int(resumed.step) == 3
+  mngr = checkpoint.manager(workdir)
+  assert list(mngr.all_steps()) == [2, 3]
+  mngr.close()
+
+
+def test_esrgan_has_no_encoder_and_rejects_mu():
+  config = _config('esrgan')
+  assert not config.encoder.enabled and config.loss.latent_weight == 0
+  config.loss.latent_weight = 1e-3
+  with pytest.raises(ValueError, match='encoder'):
+    methods.build(config)
