@@ -49,6 +49,24 @@ def score_folder(name_to_sr, folder: str, scale: int, rounded_y: bool,
   return rows
 
 
+# Rows of the paper-style table (paper 000 Tables 1-2): name, key, better.
+TABLE_ROWS = (('PSNR', 'psnr', max), ('SSIM', 'ssim', max),
+              ('PSD', 'psnr_std', min), ('L1 (Y)', 'l1_y', min))
+
+
+def paper_table(summary: dict, methods: list[str]) -> str:
+  """Markdown: methods as columns, sets as row groups, the best value bold."""
+  rows = []
+  for set_name, by_method in summary.items():
+    for label, key, better in TABLE_ROWS:
+      values = [by_method[m][key] for m in methods]
+      best = better(values)
+      cells = [f'**{v:.4f}**' if len(values) > 1 and v == best else f'{v:.4f}'
+               for v in values]
+      rows.append([f'{set_name} {label}'] + cells)
+  return report.markdown_table(['set'] + methods, rows)
+
+
 def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
         rounded_y=True, gray='asis') -> dict:
   """Evaluates and writes CSV/Markdown; returns ({set: {method: means}}, table)."""
@@ -78,13 +96,7 @@ def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
         writer = csv.DictWriter(f, fieldnames=list(method_rows[0]))
         writer.writeheader()
         writer.writerows(method_rows)
-  methods = list(sr_fns)
-  table_rows = []
-  for set_name, by_method in summary.items():
-    for metric in ('psnr', 'ssim'):
-      table_rows.append([f'{set_name} {metric.upper()}'] +
-                        [by_method[m][metric] for m in methods])
-  table = report.markdown_table(['set'] + methods, table_rows)
+  table = paper_table(summary, list(sr_fns))
   with open(os.path.join(out_dir, 'results.md'), 'w') as f:
     f.write(table + '\n')
   logging.info('Y channel (%s), border %d, gray %s:\n%s',

@@ -37,21 +37,29 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def load_model(workdir: str) -> Model:
-  """The newest checkpoint of `workdir`, ready for inference on one device."""
+def load_state(workdir: str):
+  """The newest checkpointed state of `workdir` on one device."""
   config = load_config(workdir)
   method = methods.build(config)
   mesh = sharding.make_mesh(jax.devices()[:1])
   # Shapes only: no random init, and no frozen loss networks to load.
   repl = sharding.replicated(mesh)
-  state = jax.tree.map(
+  abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
       jax.eval_shape(method.init, train.init_key(0)))
   mngr = checkpoint.manager(workdir, async_save=False)
-  restored = checkpoint.restore_latest(mngr, state)
+  state = checkpoint.restore_latest(mngr, abstract)
   mngr.close()
-  if restored is None:
+  if state is None:
     raise FileNotFoundError(f'no checkpoint under {workdir}/checkpoints')
+  return state
+
+
+def load_model(workdir: str) -> Model:
+  """The newest checkpoint of `workdir`, ready for inference on one device."""
+  config = load_config(workdir)
+  method = methods.build(config)
+  state = load_state(workdir)
   jit_predict = jax.jit(method.predict)
-  return Model(config=config, step=int(restored.step),
-               predict=lambda lr: jit_predict(restored, lr))
+  return Model(config=config, step=int(state.step),
+               predict=lambda lr: jit_predict(state, lr))

@@ -100,3 +100,13 @@ def test_bicubic_baseline_on_set5_is_the_published_number(shared_data,
                             str(tmp_path))
   assert abs(summary['Set5']['bicubic']['psnr'] - 28.42) < 0.01
   assert abs(summary['Set5']['bicubic']['ssim'] - 0.8104) < 0.001
+
+
+def test_paper_table_bolds_the_best_of_each_row():
+  summary = {'Set5': {'a': {'psnr': 30., 'ssim': .8, 'psnr_std': 2., 'l1_y': .4},
+                      'b': {'psnr': 31., 'ssim': .7, 'psnr_std': 3., 'l1_y': .3}}}
+  table = evaluate.paper_table(summary, ['a', 'b'])
+  assert '| Set5 PSNR | 30.0000 | **31.0000** |' in table
+  assert '| Set5 SSIM | **0.8000** | 0.7000 |' in table
+  assert '| Set5 PSD | **2.0000** | 3.0000 |' in table
+  assert '| Set5 L1 (Y) | 0.4000 | **0.3000** |' in table
