@@ -22,12 +22,13 @@ class _QuietLibraries(std_logging.Filter):
   """Drops INFO lines of orbax (dozens per checkpoint) from the console."""
 
   def filter(self, record):
-    return record.levelno >= logging.WARNING or 'orbax' not in record.pathname
+    return record.levelno >= std_logging.WARNING or 'orbax' not in record.pathname
 
 
 def main(argv):
   del argv
-  logging.get_absl_handler().addFilter(_QuietLibraries())
+  # Library code logs through the absl logger: filter its records at the source.
+  logging.get_absl_logger().addFilter(_QuietLibraries())
   # tf.data and clu import TensorFlow; keep it off the GPUs so JAX owns them.
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')
