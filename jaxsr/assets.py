@@ -1,0 +1,170 @@
+"""Fetches evaluation assets that cannot ship with jaxsr (NIQE pristine model).
+
+    python -m jaxsr.assets niqe [--dest DIR] [--sdist basicsr-1.4.2.tar.gz]
+
+downloads the basicsr==1.4.2 source package from PyPI with pip, extracts only
+`basicsr/metrics/niqe_pris_params.npz` (bit-identical to MATLAB's
+`modelparameters.mat`), checks its SHA-256 and writes it to DEST (default
+~/.cache/jaxsr/), where `jaxsr.metrics.niqe` looks by default. --sdist uses
+an already downloaded tarball instead of pip. Standard library only, so the
+metrics can import it cheaply.
+"""
+
+import argparse
+import hashlib
+import os
+import pathlib
+import subprocess
+import sys
+import tarfile
+import tempfile
+from typing import Sequence
+
+NIQE_REQUIREMENT = 'basicsr==1.4.2'
+NIQE_MEMBER = 'basicsr-1.4.2/basicsr/metrics/niqe_pris_params.npz'
+NIQE_FILENAME = 'niqe_pris_params.npz'
+# SHA-256 of that member (checked against the original MATLAB model).
+NIQE_SHA256 = (
+    '2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296'
+)
+# Larger members are refused: the real file is 11,850 bytes.
+_MAX_MEMBER_BYTES = 16 * 2**20
+
+
+def default_cache_dir() -> pathlib.Path:
+  """~/.cache/jaxsr, where fetched assets go by default."""
+  return pathlib.Path.home() / '.cache' / 'jaxsr'
+
+
+def default_niqe_params_path() -> pathlib.Path:
+  """~/.cache/jaxsr/niqe_pris_params.npz."""
+  return default_cache_dir() / NIQE_FILENAME
+
+
+def _sha256(data: bytes) -> str:
+  """Hex SHA-256 of bytes."""
+  return hashlib.sha256(data).hexdigest()
+
+
+def extract_member(
+    tar_path: str | os.PathLike,
+    member: str,
+    dest: str | os.PathLike,
+    sha256: str | None = None,
+) -> pathlib.Path:
+  """Copies one regular-file member of a tarball to the file dest.
+
+  Only that member is read, through extractfile(), and written to dest, so
+  names such as '../x' or links elsewhere in the archive are never
+  materialised. Raises ValueError for a missing, non-regular or oversized
+  member, or a SHA-256 mismatch; dest is replaced atomically.
+  """
+  tar_path, dest = pathlib.Path(tar_path), pathlib.Path(dest)
+  with tarfile.open(tar_path, 'r:*') as tar:
+    try:
+      info = tar.getmember(member)
+    except KeyError:
+      raise ValueError(f'{tar_path} has no member {member}') from None
+    if not info.isfile():
+      raise ValueError(
+          f'{tar_path}: {member} is not a regular file (type {info.type!r})'
+      )
+    if info.size > _MAX_MEMBER_BYTES:
+      raise ValueError(
+          f'{tar_path}: {member} is {info.size} bytes, more than the '
+          f'{_MAX_MEMBER_BYTES} expected at most'
+      )
+    data = tar.extractfile(info).read()
+  if sha256 is not None and _sha256(data) != sha256:
+    raise ValueError(
+        f'{tar_path}: {member} has SHA-256 {_sha256(data)}, expected {sha256}'
+    )
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  # Write beside dest, then rename: a reader never sees a partial file.
+  fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, dest)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+  return dest
+
+
+def download_sdist(
+    requirement: str, folder: str | os.PathLike
+) -> pathlib.Path:
+  """Downloads the source package of a pinned requirement into folder with pip.
+
+  --no-build-isolation: otherwise pip would install basicsr's build
+  requirements (torch) just to read its metadata, and fail without them; the
+  metadata step then only needs setuptools in this environment.
+  """
+  folder = pathlib.Path(folder)
+  command = [
+      sys.executable, '-m', 'pip', 'download', '--no-deps',
+      '--no-binary', ':all:', '--no-build-isolation', requirement,
+      '-d', str(folder),
+  ]
+  result = subprocess.run(command, capture_output=True, text=True, check=False)
+  tarballs = sorted(folder.glob('*.tar.gz'))
+  if result.returncode != 0 or len(tarballs) != 1:
+    raise RuntimeError(
+        f'`{" ".join(command)}` failed (exit {result.returncode}, '
+        f'{len(tarballs)} tarballs):\n{result.stderr[-2000:]}\nDownload '
+        f'{requirement.replace("==", "-")}.tar.gz from '
+        'https://pypi.org/project/basicsr/1.4.2/#files and pass --sdist.'
+    )
+  return tarballs[0]
+
+
+def fetch_niqe_params(
+    dest_dir: str | os.PathLike | None = None,
+    sdist: str | os.PathLike | None = None,
+    sha256: str | None = NIQE_SHA256,
+) -> pathlib.Path:
+  """Writes niqe_pris_params.npz into dest_dir (default ~/.cache/jaxsr).
+
+  Uses the tarball `sdist` if given, else downloads basicsr==1.4.2 with pip
+  into a temporary folder. Returns the written path.
+  """
+  dest = pathlib.Path(dest_dir or default_cache_dir()) / NIQE_FILENAME
+  if sdist is not None:
+    return extract_member(sdist, NIQE_MEMBER, dest, sha256)
+  with tempfile.TemporaryDirectory(prefix='jaxsr-assets-') as tmp:
+    tarball = download_sdist(NIQE_REQUIREMENT, tmp)
+    return extract_member(tarball, NIQE_MEMBER, dest, sha256)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Command line: `niqe [--dest DIR] [--sdist PATH]`; prints the file path."""
+  # argparse rather than absl flags: importing this module (as the metrics
+  # do) must not register global flags.
+  parser = argparse.ArgumentParser(
+      prog='python -m jaxsr.assets', description=__doc__.splitlines()[0]
+  )
+  sub = parser.add_subparsers(dest='asset', required=True)
+  niqe = sub.add_parser('niqe', help='the NIQE pristine model (basicsr 1.4.2)')
+  niqe.add_argument(
+      '--dest', default=None,
+      help=f'output folder (default {default_cache_dir()})',
+  )
+  niqe.add_argument(
+      '--sdist', default=None,
+      help='a downloaded basicsr-1.4.2.tar.gz to use instead of pip',
+  )
+  args = parser.parse_args(argv)
+  path = fetch_niqe_params(args.dest, args.sdist)
+  # This command's output: where the file went.
+  print(f'wrote {path}')
+  if path.resolve() != default_niqe_params_path().resolve():
+    print(
+        'jaxsr.metrics.niqe looks in ~/.cache/jaxsr by default; set '
+        f'JAXSR_NIQE_PARAMS={path} or pass the path to load_pristine_params'
+    )
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

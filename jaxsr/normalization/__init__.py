@@ -1,0 +1,1 @@
+"""Weight normalizations of critics: SAN (FFT ‖W‖₀,∞) and spectral norm."""
