@@ -10,7 +10,8 @@ shared/research/metrics-conventions.md section 3 and checklist item 11):
 - per 96 x 96 block (48 x 48 at the second scale), 18 features: an AGGD fit
   of the MSCN values and of their products with the horizontal, vertical and
   two diagonal (circular) neighbours;
-- two scales, the second by MATLAB imresize(., 0.5) on float input;
+- two scales, the second by MATLAB imresize(., 0.5) (bicubic, antialiased)
+  on the float plane, computed in the working precision;
 - nanmean / nancov over blocks, then
   sqrt((mu_p - mu_d) pinv((cov_p + cov_d) / 2) (mu_p - mu_d)^T).
 
@@ -19,6 +20,7 @@ to MATLAB's `modelparameters.mat`; `python -m jaxsr.assets niqe` fetches it.
 """
 
 import functools
+import math
 import os
 import pathlib
 from typing import Iterable, Mapping
@@ -29,7 +31,7 @@ from scipy import special
 
 from jaxsr import assets
 from jaxsr.data import color
-from jaxsr.data.imresize import imresize
+from jaxsr.data.imresize import resize_matrix
 
 BLOCK_SIZE = 96
 NUM_FEATURES = 36
@@ -152,6 +154,20 @@ def block_features(blocks: np.ndarray) -> np.ndarray:
   return np.stack(features, axis=-1)
 
 
+def half_scale(plane: np.ndarray) -> np.ndarray:
+  """MATLAB imresize(plane, 0.5) of a float H x W plane, in its own dtype.
+
+  The float path of `jaxsr.data.imresize.imresize` as two dense passes
+  (height first, as MATLAB on ties); in float32 the arithmetic stays float32
+  like BasicSR's torch port, which lands nearest MATLAB's NIQE.
+  """
+  plane = np.asarray(plane)
+  height, width = plane.shape
+  rows = resize_matrix(height, math.ceil(height / 2), 0.5)
+  cols = resize_matrix(width, math.ceil(width / 2), 0.5)
+  return (rows.astype(plane.dtype) @ plane) @ cols.T.astype(plane.dtype)
+
+
 def _multiscale_features(
     plane: np.ndarray,
     block_size: int,
@@ -169,7 +185,7 @@ def _multiscale_features(
     if scale == 1:
       sharpness = _blocks(sigma, size, size).mean(axis=(1, 2), dtype=np.float64)
       # BasicSR's /255 and *255 around the resize, in the working precision.
-      plane = imresize(plane / dtype(255.0), scale=0.5) * dtype(255.0)
+      plane = half_scale(plane / dtype(255.0)) * dtype(255.0)
   return np.concatenate(features, axis=1), sharpness
 
 
