@@ -139,9 +139,11 @@ def train_and_evaluate(config, workdir: str):
 
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
   constants = jax.device_put(method.constants(), repl)
-  jit_step = jax.jit(method.train_step,
-                     in_shardings=(repl, data, repl, repl),
-                     out_shardings=(repl, repl), donate_argnums=0)
+  jit_step, jit_warmup = (
+      jax.jit(fn, in_shardings=(repl, data, repl, repl),
+              out_shardings=(repl, repl), donate_argnums=0)
+      if fn is not None else None
+      for fn in (method.train_step, method.warmup_step))
   batches = pipeline.TrainBatches(
       train_ds, scale=config.scale, hr_patch=config.data.hr_patch,
       batch_size=config.data.batch_size, seed=config.seed, start_step=start,
@@ -159,7 +161,8 @@ def train_and_evaluate(config, workdir: str):
       for step in range(start, num_steps):
         with jax.profiler.StepTraceAnnotation('train', step_num=step):
           batch = sharding.put_batch(next(batches), mesh)
-          state, metrics = jit_step(state, batch, train_rng, constants)
+          step_fn = jit_warmup if step < method.warmup_steps else jit_step
+          state, metrics = step_fn(state, batch, train_rng, constants)
         done = step + 1
         progress(done)
         if done % tc.log_every == 0 or done == num_steps:

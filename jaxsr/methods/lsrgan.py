@@ -214,7 +214,11 @@ def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
 
 
 def _warmup_step(state, batch, rng, constants, *, g, l, g_tx, l_tx, keys):
-  """PSNR warm-up (L1 for G, L1 to the LR for L) for runs without init_from."""
+  """PSNR warm-up (L1 for G, L1 to the LR for L) for runs without init_from.
+
+  Returns the same metric keys as the GAN step (zeros for the GAN terms), so
+  logs and checks see one schema.
+  """
   del rng, constants
   g_params, g_opt_state, g_l1 = psnr._l1_update(  # pylint: disable=protected-access
       state.g_params, state.g_opt_state, g_tx, g.apply, batch['lr'],
@@ -236,16 +240,14 @@ _METRIC_KEYS = ('d_loss', 'd_real', 'd_fake', 'l_loss', 'g_total',
                 'g_perceptual', 'g_adv', 'g_pixel', 'g_latent')
 
 
-def _train_step(state, batch, rng, constants, *, gan_step, warmup_step,
-                warmup_steps, lr_schedule):
-  if warmup_steps:
-    state, metrics = jax.lax.cond(
-        state.step < warmup_steps, warmup_step, gan_step, state, batch, rng,
-        constants)
-  else:
-    state, metrics = gan_step(state, batch, rng, constants)
-  metrics['learning_rate'] = lr_schedule(state.step - 1)
-  return state, metrics
+def _with_lr(step_fn, lr_schedule):
+  """Adds the learning rate of the step to step_fn's metrics."""
+  def step(state, batch, rng, constants):
+    new_state, metrics = step_fn(state, batch, rng, constants)
+    metrics['learning_rate'] = jnp.asarray(lr_schedule(state.step),
+                                           jnp.float32)
+    return new_state, metrics
+  return step
 
 
 def _predict(state, lr, *, g, use_ema):
@@ -272,9 +274,9 @@ def build(config) -> base.Method:
   return base.Method(
       init=functools.partial(_init, g=g, d=d, l=l, g_tx=tx, d_tx=tx, l_tx=tx,
                              hr_patch=config.data.hr_patch, scale=config.scale),
-      train_step=functools.partial(
-          _train_step, gan_step=gan_step, warmup_step=warmup_step,
-          warmup_steps=warmup, lr_schedule=lr_schedule),
+      train_step=_with_lr(gan_step, lr_schedule),
+      warmup_step=_with_lr(warmup_step, lr_schedule) if warmup else None,
+      warmup_steps=warmup,
       predict=functools.partial(_predict, g=g, use_ema=config.ema.predict),
       init_fields=('g_params', 'l_params'),
       constants=functools.partial(_load_feature_params, feat,

@@ -192,37 +192,36 @@ def _multiscale_features(
 def _to_plane(image: np.ndarray, convert_to: str) -> np.ndarray:
   """The rounded float64 H x W plane (Y or gray) of an image in 0..255."""
   image = np.asarray(image)
-  if not (
-      np.issubdtype(image.dtype, np.integer)
-      or np.issubdtype(image.dtype, np.floating)
-  ):
-    raise TypeError(f'niqe expects a numeric image, found {image.dtype}')
+  if convert_to not in ('y', 'gray'):
+    raise ValueError(f"convert_to must be 'y' or 'gray', found {convert_to!r}")
+  if not np.issubdtype(image.dtype, np.number) or np.iscomplexobj(image):
+    raise TypeError(f'niqe expects a real image, found {image.dtype}')
   if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
     raise ValueError(
         f'niqe expects H x W x 3 RGB or gray H x W, found shape {image.shape}'
     )
   if image.size and (image.min() < 0 or image.max() > 255):
     raise ValueError(
-        'niqe expects values in 0..255, found '
-        f'[{image.min()}, {image.max()}]'
+        f'niqe expects values in 0..255, found [{image.min()}, {image.max()}]'
     )
   if image.ndim == 2:
     # Rounded like the RGB paths (BasicSR rounds whatever plane it gets).
     return np.floor(image.astype(np.float64) + 0.5)
   if convert_to == 'y':
     return color.rgb_to_y(image, rounded=True)
-  if convert_to == 'gray':
-    return color.rgb_to_gray_luma(image, rounded=True)
-  raise ValueError(f"convert_to must be 'y' or 'gray', found {convert_to!r}")
+  return color.rgb_to_gray_luma(image, rounded=True)
 
 
 def _prepare(
     image: np.ndarray, crop_border: int, convert_to: str, block_size: int
 ) -> np.ndarray:
   """Plane, border crop and crop to a multiple of block_size (top-left)."""
-  plane = _to_plane(image, convert_to)
+  if block_size < 2 or block_size % 2:
+    # The second scale uses blocks of block_size / 2.
+    raise ValueError(f'block_size must be even and >= 2, found {block_size}')
   if crop_border < 0:
     raise ValueError(f'crop_border must be >= 0, found {crop_border}')
+  plane = _to_plane(image, convert_to)
   if crop_border:
     plane = plane[crop_border:-crop_border, crop_border:-crop_border]
   height, width = plane.shape
@@ -232,9 +231,7 @@ def _prepare(
         f'crop_border={crop_border}, found {height}x{width} (image '
         f'{image.shape[0]}x{image.shape[1]})'
     )
-  return plane[
-      : height - height % block_size, : width - width % block_size
-  ]
+  return plane[: height - height % block_size, : width - width % block_size]
 
 
 def _nan_mean_cov(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -346,7 +343,8 @@ def niqe(
       5.72996. Flat images move by up to ~0.4 between the two.
 
   Returns:
-    The NIQE value; NaN if every block's features are undefined (flat image).
+    The NIQE value; NaN if every block's features are undefined (flat
+    image). With a single 96 x 96 block the image's covariance is taken as 0.
   """
   params = _check_params(load_pristine_params() if params is None else params)
   features = niqe_features(
@@ -371,9 +369,9 @@ def fit_pristine_model(
   Follows MATLAB estimatemodelparam.m with zero overlap: the two-scale
   features of every block, keeping in each image the blocks whose mean
   local sigma (scale 1) exceeds sharpness_threshold times that image's
-  sharpest block; then nanmean and nancov over all
-  kept blocks of all images. MATLAB fits in double, hence the float64
-  default; it converts colour with rgb2gray, here Y unless convert_to='gray'.
+  sharpest block; then nanmean and nancov over the kept blocks of all
+  images. MATLAB fits in double, hence the float64 default; it converts
+  colour with rgb2gray, here Y unless convert_to='gray'.
 
   Returns:
     {'mu_pris_param': 1 x 36, 'cov_pris_param': 36 x 36, 'gaussian_window'}.

@@ -43,7 +43,6 @@ import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -85,9 +84,7 @@ def _pair_maxima(
 
 
 def conv_norm(
-    kernel: jax.Array,
-    spatial_shape: tuple[int, int],
-    *,
+    kernel: jax.Array, spatial_shape: tuple[int, int], *,
     legacy_rownorm: bool = False,
 ) -> jax.Array:
   """‖W‖₀,∞ of a conv kernel (kh, kw, cin, cout) on (H, W) inputs, a scalar.
@@ -98,16 +95,11 @@ def conv_norm(
   `legacy_rownorm=True` returns the released code's value instead (module
   docstring), which is ≥ the exact one.
 
-  Args:
-    kernel: (kh, kw, cin, cout), Flax layout.
-    spatial_shape: (H, W) of the layer's input before padding.
-    legacy_rownorm: compute the released code's L2-over-one-axis value.
-
-  Returns:
-    A float32 scalar.
+  kernel is (kh, kw, cin, cout) (Flax layout), spatial_shape the (H, W) of
+  the layer's input before padding; returns a float32 scalar.
   """
   kernel = jnp.asarray(kernel, jnp.float32)
-  h, w = spectral._check_conv(kernel, spatial_shape)  # pylint: disable=protected-access
+  h, w = spectral.check_conv_kernel(kernel, spatial_shape)
   kh, kw, cin, cout = kernel.shape
   pairs = kernel.reshape(kh, kw, cin * cout)
   return jnp.max(_pair_maxima(pairs, (h, w), legacy_rownorm))
@@ -184,17 +176,12 @@ def sample_filter_pairs(
 
 
 def subset_conv_norm(
-    kernel: jax.Array,
-    spatial_shape: tuple[int, int],
-    key: jax.Array,
-    *,
-    ratio: float,
-    subset: str = 'pairs',
-    legacy_rownorm: bool = False,
+    kernel: jax.Array, spatial_shape: tuple[int, int], key: jax.Array, *,
+    ratio: float, subset: str = 'pairs', legacy_rownorm: bool = False,
 ) -> jax.Array:
   """Lemma 1's max over a random subset of pairs only (no g), a scalar."""
   kernel = jnp.asarray(kernel, jnp.float32)
-  h, w = spectral._check_conv(kernel, spatial_shape)  # pylint: disable=protected-access
+  h, w = spectral.check_conv_kernel(kernel, spatial_shape)
   ins, outs = sample_filter_pairs(
       key, kernel.shape[2], kernel.shape[3], ratio, subset
   )
@@ -230,11 +217,7 @@ def san_scale(
     if key is None:
       raise ValueError(f'ratio {ratio} < 1 samples filters and needs a key')
     peak = subset_conv_norm(
-        kernel,
-        spatial_shape,
-        key,
-        ratio=ratio,
-        subset=subset,
+        kernel, spatial_shape, key, ratio=ratio, subset=subset,
         legacy_rownorm=legacy_rownorm,
     )
   if gain is None:
@@ -268,39 +251,35 @@ def _key_name(entry) -> str:
   return str(entry)
 
 
-def kernel_paths(params: PyTree) -> tuple[list[str], list[str]]:
-  """'/'-joined module paths of 4-D (conv) and 2-D (Dense) 'kernel' leaves."""
-  convs, denses = [], []
-  for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    if not path or _key_name(path[-1]) != 'kernel':
-      continue
-    name = '/'.join(_key_name(p) for p in path[:-1])
-    if jnp.ndim(leaf) == 4:
-      convs.append(name)
-    elif jnp.ndim(leaf) == 2:
-      denses.append(name)
-  return convs, denses
+def _module_path(path) -> str | None:
+  """'a/b' for the leaf path (a, b, 'kernel'); None for other leaves."""
+  if not path or _key_name(path[-1]) != 'kernel':
+    return None
+  return '/'.join(_key_name(p) for p in path[:-1])
 
 
-def _kernels(params: PyTree) -> dict[str, jax.Array]:
-  """{module path: kernel} for every 'kernel' leaf."""
+def kernels(params: PyTree) -> dict[str, jax.Array]:
+  """{'/'-joined module path: kernel} for every 'kernel' leaf of params."""
   out = {}
   for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-    if path and _key_name(path[-1]) == 'kernel':
-      out['/'.join(_key_name(p) for p in path[:-1])] = leaf
+    name = _module_path(path)
+    if name is not None:
+      out[name] = leaf
   return out
 
 
 def _layers(params, spatial_shapes, dense) -> tuple[list[str], list[str]]:
-  """The conv and Dense paths to normalize; errors on convs without (H, W)."""
-  convs, denses = kernel_paths(params)
+  """The conv (4-D) and Dense (2-D) kernel paths to normalize."""
+  found = kernels(params)
+  convs = [p for p, k in found.items() if jnp.ndim(k) == 4]
+  denses = [p for p, k in found.items() if jnp.ndim(k) == 2] if dense else []
   missing = [c for c in convs if c not in spatial_shapes]
   if missing:
     raise ValueError(
         f'spatial_shapes has no (H, W) for the conv layers {missing}; it has '
-        f'{sorted(spatial_shapes)} (see conv_input_shapes)'
+        f'{sorted(spatial_shapes)} (see models.layers.conv_input_shapes)'
     )
-  return convs, (denses if dense else [])
+  return convs, denses
 
 
 def _nest(flat: Mapping[str, jax.Array]) -> dict:
@@ -312,10 +291,8 @@ def _nest(flat: Mapping[str, jax.Array]) -> dict:
 
 def _flat(scales: PyTree) -> dict[str, jax.Array]:
   """Inverse of _nest."""
-  return {
-      '/'.join(k): v
-      for k, v in traverse_util.flatten_dict(dict(scales)).items()
-  }
+  flat = traverse_util.flatten_dict(dict(scales))
+  return {'/'.join(k): v for k, v in flat.items()}
 
 
 def init_state(
@@ -348,7 +325,7 @@ def update_scales(
   is folded with the layer's index so layers draw different subsets.
   """
   convs, denses = _layers(params, spatial_shapes, dense)
-  kernels = _kernels(params)
+  found = kernels(params)
   old = _flat(state.scales)
   if set(old) != set(convs + denses):
     raise ValueError(
@@ -359,18 +336,12 @@ def update_scales(
   for i, path in enumerate(convs):
     layer_key = None if key is None else jax.random.fold_in(key, i)
     s = san_scale(
-        kernels[path],
-        spatial_shapes[path],
-        layer_key,
-        ratio=ratio,
-        subset=subset,
-        gain=gain,
-        eps=eps,
-        legacy_rownorm=legacy_rownorm,
+        found[path], spatial_shapes[path], layer_key, ratio=ratio,
+        subset=subset, gain=gain, eps=eps, legacy_rownorm=legacy_rownorm,
     )
     new[path] = momentum * old[path] + (1.0 - momentum) * s
   for path in denses:
-    sigma = fc_norm(jax.lax.stop_gradient(kernels[path]))
+    sigma = fc_norm(jax.lax.stop_gradient(found[path]))
     new[path] = jnp.where(sigma > 0, sigma, 1.0)
   return SanState(_nest(new))
 
@@ -383,9 +354,7 @@ def apply_scales(params: PyTree, state: SanState) -> PyTree:
   scales = _flat(state.scales)
 
   def divide(path, leaf):
-    if not path or _key_name(path[-1]) != 'kernel':
-      return leaf
-    name = '/'.join(_key_name(p) for p in path[:-1])
+    name = _module_path(path)
     if name not in scales:
       return leaf
     s = jax.lax.stop_gradient(scales[name])
@@ -438,41 +407,6 @@ def maybe_normalize(
       state,
   )
   return apply_scales(params, state), state
-
-
-def conv_input_shapes(
-    module: nn.Module, variables: PyTree, *args, **kwargs
-) -> dict[str, tuple[int, int]]:
-  """{module path: (H, W)} of every conv's input, by one abstract apply.
-
-  Records the NHWC input of each submodule call whose params hold a 4-D
-  'kernel' (jax.eval_shape: nothing is computed). Paths are relative to
-  variables['params']; kwargs go to module.apply (e.g. mutable=...).
-  """
-  seen: dict[str, set[tuple[int, int]]] = {}
-
-  def record(next_fun, call_args, call_kwargs, context):
-    if context.method_name == '__call__' and call_args:
-      x = call_args[0]
-      if getattr(x, 'ndim', 0) == 4:
-        path = '/'.join(context.module.path)
-        seen.setdefault(path, set()).add((int(x.shape[1]), int(x.shape[2])))
-    return next_fun(*call_args, **call_kwargs)
-
-  with nn.intercept_methods(record):
-    jax.eval_shape(lambda v: module.apply(v, *args, **kwargs), variables)
-  convs, _ = kernel_paths(variables['params'])
-  shapes = {}
-  for path in convs:
-    sizes = seen.get(path, set())
-    if len(sizes) > 1:
-      raise ValueError(
-          f'{path} is called on inputs of sizes {sorted(sizes)}; SAN needs '
-          f'one (H, W) per layer'
-      )
-    if sizes:
-      shapes[path] = sizes.pop()
-  return shapes
 
 
 def _check_subset(ratio: float, subset: str) -> None:

@@ -75,10 +75,13 @@ def spectral_norm_estimate(
     )
   m_const = jax.lax.stop_gradient(m)
   u = jax.lax.stop_gradient(jnp.asarray(u, jnp.float32))
-  v = u
-  for _ in range(n_iter):
-    v = l2_normalize(m_const @ u, eps)
-    u = l2_normalize(m_const.T @ v, eps)
+
+  def iterate(_, uv):
+    v = l2_normalize(m_const @ uv[0], eps)
+    return l2_normalize(m_const.T @ v, eps), v
+
+  v0 = jnp.zeros((m.shape[0],), jnp.float32)
+  u, v = jax.lax.fori_loop(0, n_iter, iterate, (u, v0))
   sigma = v @ (m @ u)
   return sigma, u
 
@@ -113,13 +116,13 @@ def conv_singular_value(
     max_{u,v} σ_max(P(u, v)).
   """
   kernel = jnp.asarray(kernel, jnp.float32)
-  h, w = _check_conv(kernel, spatial_shape)
+  h, w = check_conv_kernel(kernel, spatial_shape)
   spectrum = jnp.fft.rfft2(kernel, s=(h, w), axes=(0, 1))
   return jnp.max(jnp.linalg.svd(spectrum, compute_uv=False))
 
 
-def _check_conv(kernel: jax.Array, spatial_shape) -> tuple[int, int]:
-  """Validates a (kh, kw, cin, cout) kernel against (H, W); returns (H, W)."""
+def check_conv_kernel(kernel: jax.Array, spatial_shape) -> tuple[int, int]:
+  """Validates a kernel (kh, kw, cin, cout) against an (H, W) -> (H, W)."""
   if kernel.ndim != 4:
     raise ValueError(
         f'expected a conv kernel (kh, kw, cin, cout), got shape {kernel.shape}'

@@ -106,9 +106,10 @@ def test_warmup_trains_g_and_l_only():
   config = _config(psnr_warmup_steps=5)
   method = methods.build(config)
   state = method.init(train.init_key(0))
-  new, metrics = jax.jit(method.train_step)(state, _batch(config),
-                                            jax.random.key(0),
-                                            method.constants())
+  assert method.warmup_steps == 5
+  new, metrics = jax.jit(method.warmup_step)(state, _batch(config),
+                                             jax.random.key(0),
+                                             method.constants())
   jax.tree.map(np.testing.assert_array_equal, state.d_params, new.d_params)
   assert float(metrics['d_loss']) == 0.0 and float(metrics['g_pixel']) > 0
   assert not np.array_equal(state.g_params['conv_last']['kernel'],
