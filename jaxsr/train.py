@@ -79,16 +79,36 @@ def evaluate_dataset(predict, state, dataset: datasets.Dataset, scale: int,
   return rows, grid
 
 
+WARMUP_RESULTS = 'results_warmup.json'
+
+
 def _final_report(rows, grid, workdir: str) -> str:
-  table_rows = [[r['name'], r['bicubic_psnr'], r['psnr'], r['bicubic_ssim'],
-                 r['ssim']] for r in rows]
+  """Writes results.md/.json and grid.png; returns the Markdown text.
+
+  When the run had a PSNR warm-up, its held-out scores (results_warmup.json,
+  written as the warm-up ended) appear as a 'PSNR model' column.
+  """
+  warm = None
+  warm_path = os.path.join(workdir, WARMUP_RESULTS)
+  if os.path.exists(warm_path):
+    with open(warm_path) as f:
+      warm = {r['name']: r for r in json.load(f)['images']}
+  columns = [('bicubic PSNR', 'bicubic_psnr', rows),
+             ('model PSNR', 'psnr', rows),
+             ('bicubic SSIM', 'bicubic_ssim', rows),
+             ('model SSIM', 'ssim', rows)]
+  if warm is not None:
+    warm_rows = [warm[r['name']] for r in rows]
+    columns.insert(1, ('PSNR-model PSNR', 'psnr', warm_rows))
+    columns.insert(4, ('PSNR-model SSIM', 'ssim', warm_rows))
+  table_rows = [[r['name']] + [src[i][key] for _, key, src in columns]
+                for i, r in enumerate(rows)]
+  means = [float(np.mean([r[key] for r in src])) for _, key, src in columns]
+  table_rows.append(['**mean**'] + means)
+  table = report.markdown_table(['image'] + [c[0] for c in columns],
+                                table_rows)
   mean = {k: float(np.mean([r[k] for r in rows]))
           for k in ('bicubic_psnr', 'psnr', 'bicubic_ssim', 'ssim')}
-  table_rows.append(['**mean**', mean['bicubic_psnr'], mean['psnr'],
-                     mean['bicubic_ssim'], mean['ssim']])
-  table = report.markdown_table(
-      ['image', 'bicubic PSNR', 'model PSNR', 'bicubic SSIM', 'model SSIM'],
-      table_rows)
   gain = mean['psnr'] - mean['bicubic_psnr']
   text = (f'{table}\n\nY channel, border = scale. Model vs bicubic: '
           f'{gain:+.3f} dB PSNR.\n')
@@ -173,6 +193,13 @@ def train_and_evaluate(config, workdir: str):
         if done % tc.checkpoint_every == 0 or done == num_steps:
           with progress.timed('checkpoint'):
             checkpoint.save(mngr, done, state)
+        if (done == method.warmup_steps and val_ds is not None
+            and jax.process_index() == 0):
+          # The PSNR model the GAN phase starts from, for the final table.
+          rows, _ = evaluate_dataset(method.predict, state, val_ds,
+                                     config.scale, config.eval)
+          with open(os.path.join(workdir, WARMUP_RESULTS), 'w') as f:
+            json.dump({'step': done, 'images': rows}, f, indent=2)
         if val_ds is not None and tc.eval_every and done % tc.eval_every == 0:
           with progress.timed('eval'):
             rows, _ = evaluate_dataset(method.predict, state, val_ds,

@@ -110,3 +110,34 @@ def test_paper_table_bolds_the_best_of_each_row():
   assert '| Set5 SSIM | **0.8000** | 0.7000 |' in table
   assert '| Set5 PSD | **2.0000** | 3.0000 |' in table
   assert '| Set5 L1 (Y) | 0.4000 | **0.3000** |' in table
+
+
+def test_sigkill_then_rerun_resumes_from_the_last_checkpoint(tmp_path):
+  """A job killed with SIGKILL mid-run resumes from its latest checkpoint."""
+  import re
+  import signal
+  import time
+  workdir = tmp_path / 'w'
+  cmd = [sys.executable, '-m', 'jaxsr.main',
+         '--config', str(REPO / 'experiments' / 'rrdb_psnr.py') + ':tiny',
+         '--config.train.checkpoint_every=2', '--workdir', str(workdir)]
+  proc = subprocess.Popen(cmd + ['--config.train.num_steps=100000'],
+                          cwd=REPO, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL)
+  ckpts = workdir / 'checkpoints'
+  deadline = time.time() + 300
+  while time.time() < deadline and not (
+      ckpts.is_dir() and any(p.name.isdigit() and int(p.name) >= 4
+                             for p in ckpts.iterdir())):
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  done = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+  assert done, 'no checkpoint was written before the kill'
+  last = done[-1]
+  rerun = subprocess.run(cmd + [f'--config.train.num_steps={last + 2}'],
+                         capture_output=True, text=True, cwd=REPO, timeout=600)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  assert re.search(rf'steps {last}\.\.{last + 2}', rerun.stderr)
+  final = sorted(int(p.name) for p in ckpts.iterdir() if p.name.isdigit())
+  assert final[-1] == last + 2

@@ -2,10 +2,12 @@
 
 from jaxsr.methods import lsrgan
 from jaxsr.methods import psnr
+from jaxsr.methods import san_sr
 
 METHODS = {
     'psnr': psnr.build,
     'lsrgan': lsrgan.build,
+    'san_sr': san_sr.build,
 }
 
 

@@ -1,0 +1,182 @@
+"""The SAN-SR step: eq. 10 wiring, SAN after the critic step, devices, smoke run."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsr import checkpoint
+from jaxsr import methods
+from jaxsr import sharding
+from jaxsr import train
+from jaxsr.losses import perceptual
+from jaxsr.methods import san_sr
+from jaxsr.models import layers
+from jaxsr.models import vgg
+from jaxsr.normalization import san
+from tests.test_train import load_experiment
+
+
+def _config(arg='tiny', **overrides):
+  config = load_experiment('san_sr', arg)
+  config.unlock()
+  for key, value in overrides.items():
+    section, _, field = key.rpartition('.')
+    (config[section] if section else config)[field] = value
+  return config
+
+
+def _batch(config, n=4, seed=0):
+  rng = np.random.default_rng(seed)
+  p, s = config.data.hr_patch, config.scale
+  return {'lr': jnp.asarray(rng.random((n, p // s, p // s, 3), np.float32)),
+          'hr': jnp.asarray(rng.random((n, p, p, 3), np.float32))}
+
+
+@pytest.fixture(scope='module')
+def gan():
+  """A tiny SAN-SR (no warm-up), its state, constants and one step's output."""
+  config = _config(psnr_warmup_steps=0)
+  method = methods.build(config)
+  state = method.init(train.init_key(0))
+  constants = method.constants()
+  batch = _batch(config)
+  rng = jax.random.key(0)
+  new, metrics = jax.jit(method.train_step)(state, batch, rng, constants)
+  return config, method, state, constants, batch, rng, new, metrics
+
+
+def test_paper_values_are_the_default():
+  config = load_experiment('san_sr')
+  assert (config.loss.content_weight, config.loss.features_weight,
+          config.loss.adv_weight) == (1e-2, 1.0, 0.1)
+  assert config.loss.feature_layer == 'conv5_4'
+  for optim in (config.optim, config.d_optim):
+    assert (optim.lr, optim.b1, optim.b2) == (2e-4, 0.5, 0.9)
+    assert tuple(optim.milestones) == (50_000, 100_000, 200_000, 300_000)
+  assert (config.train.num_steps, config.data.batch_size) == (400_000, 32)
+  assert (config.critic.norm, config.critic.ratio,
+          config.critic.normalize_every) == ('san', 1.0, 1)
+  assert (config.model.num_feat, config.model.num_block) == (64, 16)
+  assert load_experiment('san_sr', 'adv001').loss.adv_weight == 1e-2
+  official = load_experiment('san_sr', 'official')
+  assert (official.loss.content_weight, official.critic.gain,
+          official.optim.b1, official.optim.b2) == (1.0, 1.05, 0.9, 0.99)
+
+
+def test_every_conv_is_san_normalized_after_the_critic_step(gan):
+  config, _, _, _, _, _, new, _ = gan
+  d = san_sr.build_critic(config)
+  crop = jnp.zeros((1, d.crop_size, d.crop_size, 3))
+  shapes = layers.conv_input_shapes(d, {'params': new.d_params,
+                                        **new.d_norm}, crop)
+  assert len(shapes) == 2 * config.critic.num_blocks
+  for name, hw in shapes.items():
+    w = new.d_params[name]['kernel'] / new.d_norm['san'][name]['scale']
+    np.testing.assert_allclose(san.conv_norm(w, hw), 1.0, rtol=1e-5)
+  for name in ('fc1', 'fc2'):
+    w = new.d_params[name]['kernel'] / new.d_norm['san'][name]['scale']
+    np.testing.assert_allclose(np.linalg.svd(w, compute_uv=False)[0], 1.0,
+                               rtol=1e-5)
+
+
+def test_losses_are_wired_as_eq_10(gan):
+  config, _, state, constants, batch, rng, new, metrics = gan
+  for k, v in metrics.items():
+    assert np.isfinite(v), k
+  loss = config.loss
+  np.testing.assert_allclose(
+      metrics['g_total'],
+      loss.content_weight * metrics['g_content']
+      + loss.features_weight * metrics['g_features']
+      + loss.adv_weight * metrics['g_adv'], rtol=1e-5)
+  # Recompute each term from the states with the step's keys.
+  g, d = san_sr.build_generator(config), san_sr.build_critic(config)
+  keys = san_sr.step_keys(rng, state.step)
+  sr = g.apply({'params': state.g_params}, batch['lr'])
+  old_d = {'params': state.d_params, **state.d_norm}
+  real = d.apply(old_d, batch['hr'], keys['real'])
+  fake = d.apply(old_d, sr, keys['fake'])
+  hinge_d = (np.mean(np.maximum(0, 1 - real))
+             + np.mean(np.maximum(0, 1 + fake)))
+  np.testing.assert_allclose(metrics['d_loss'], hinge_d, rtol=1e-5)
+  # G's adversarial term reads the critic after its update (and refresh).
+  gen = d.apply({'params': new.d_params, **new.d_norm}, sr, keys['gen'])
+  np.testing.assert_allclose(metrics['g_adv'], -np.mean(gen), rtol=1e-4,
+                             atol=1e-6)
+  stale = d.apply(old_d, sr, keys['gen'])
+  assert not np.allclose(-np.mean(stale), metrics['g_adv'])
+  np.testing.assert_allclose(metrics['g_content'],
+                             np.mean(np.abs(sr - batch['hr'])), rtol=1e-5)
+  feat = vgg.VGG(depth=19, layers=(loss.feature_layer,))
+  want = perceptual.perceptual_loss(
+      feat.apply({'params': constants}, sr),
+      feat.apply({'params': constants}, batch['hr']),
+      {loss.feature_layer: 1.0})
+  np.testing.assert_allclose(metrics['g_features'], want, rtol=1e-5)
+
+
+def test_normalize_every_refreshes_on_multiples_only(gan):
+  config, _, _, _, _, _, new, _ = gan
+  d = san_sr.build_critic(config)
+  params = jax.tree.map(lambda v: 2.0 * v, new.d_params)
+  key = jax.random.key(1)
+  kept = san_sr._refresh(d, params, new.d_norm, jnp.asarray(3), key, 2)  # pylint: disable=protected-access
+  jax.tree.map(np.testing.assert_array_equal, kept, new.d_norm)
+  fresh = san_sr._refresh(d, params, new.d_norm, jnp.asarray(4), key, 2)  # pylint: disable=protected-access
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, 2.0 * b, rtol=1e-5),
+               fresh, new.d_norm)
+
+
+def test_warmup_trains_g_only():
+  config = _config(psnr_warmup_steps=5)
+  method = methods.build(config)
+  state = method.init(train.init_key(0))
+  assert method.warmup_steps == 5 and method.init_fields == ('g_params',)
+  new, metrics = jax.jit(method.warmup_step)(state, _batch(config),
+                                             jax.random.key(0), {})
+  jax.tree.map(np.testing.assert_array_equal, state.d_params, new.d_params)
+  assert float(metrics['d_loss']) == 0.0 and float(metrics['g_content']) > 0
+  assert not np.array_equal(state.g_params['conv_last']['kernel'],
+                            new.g_params['conv_last']['kernel'])
+
+
+def test_four_devices_match_one_device(gan):
+  config, method, state, constants, batch, rng, _, _ = gan
+  results = []
+  for mesh in (sharding.make_mesh(jax.devices()[:1]), sharding.make_mesh()):
+    repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+    step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl),
+                   out_shardings=(repl, repl))
+    results.append(step(jax.device_put(state, repl),
+                        jax.device_put(batch, data), rng,
+                        jax.device_put(constants, repl)))
+  (s1, m1), (s4, m4) = results
+  for k in m1:
+    np.testing.assert_allclose(m1[k], m4[k], rtol=2e-4, atol=1e-6)
+  for a, b in ((s1.g_params, s4.g_params), (s1.d_params, s4.d_params),
+               (s1.d_norm, s4.d_norm)):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3,
+                                                         atol=1e-5), a, b)
+
+
+def test_experiment_trains_checkpoints_and_resumes(tmp_path):
+  workdir = str(tmp_path / 'san_sr')
+  first = train.train_and_evaluate(_config(**{'train.num_steps': 2}),
+                                   workdir)
+  assert int(first.step) == 2
+  resumed = train.train_and_evaluate(_config(**{'train.num_steps': 3}),
+                                     workdir)
+  assert int(resumed.step) == 3
+  mngr = checkpoint.manager(workdir)
+  assert list(mngr.all_steps()) == [2, 3]
+  mngr.close()
+
+
+def test_bad_configs_are_errors():
+  with pytest.raises(ValueError, match='critic crop'):
+    methods.build(_config(**{'data.hr_patch': 12}))
+  with pytest.raises(ValueError, match='normalize_every'):
+    methods.build(_config(**{'critic.normalize_every': 0}))
+  with pytest.raises(ValueError, match='norm must be one of'):
+    methods.build(_config(**{'critic.norm': 'batch'}))
