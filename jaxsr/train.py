@@ -202,11 +202,14 @@ def train_and_evaluate(config, workdir: str):
             json.dump({'step': done, 'images': rows}, f, indent=2)
         if val_ds is not None and tc.eval_every and done % tc.eval_every == 0:
           with progress.timed('eval'):
-            rows, _ = evaluate_dataset(method.predict, state, val_ds,
-                                       config.scale, config.eval)
+            rows, grid = evaluate_dataset(method.predict, state, val_ds,
+                                          config.scale, config.eval)
           summary = scoring.summarize(rows)
           writer.write_scalars(done, {f'eval/val/{k}': summary[k]
                                       for k in ('psnr', 'ssim')})
+          if grid:  # bicubic | SR | HR rows, viewable in TensorBoard.
+            writer.write_images(done, {'eval/val/grid': report.image_grid(
+                grid)[None]})
       if val_ds is not None and jax.process_index() == 0:
         rows, grid = evaluate_dataset(method.predict, state, val_ds,
                                       config.scale, config.eval)

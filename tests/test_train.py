@@ -65,9 +65,19 @@ def test_four_devices_match_one_device():
   assert {s.data.shape[0] for s in data.addressable_shards} == {1}
 
 
+def _event_tags(workdir):
+  from tensorboard.backend.event_processing import event_accumulator
+  acc = event_accumulator.EventAccumulator(str(workdir))
+  acc.Reload()
+  return set(acc.Tags()['scalars']) | set(acc.Tags()['images']) | set(
+      acc.Tags()['tensors'])
+
+
 def test_resume_after_stop_equals_uninterrupted_run(tmp_path):
-  straight = train.train_and_evaluate(tiny_config(num_steps=4),
+  straight = train.train_and_evaluate(tiny_config(num_steps=4, eval_every=2),
                                       str(tmp_path / 'a'))
+  tags = _event_tags(tmp_path / 'a')
+  assert {'train/g_l1', 'eval/val/psnr', 'eval/val/grid'} <= tags, tags
   workdir = str(tmp_path / 'b')
   first = train.train_and_evaluate(tiny_config(num_steps=2), workdir)
   assert int(first.step) == 2

@@ -147,6 +147,8 @@ def test_experiment_trains_checkpoints_and_resumes(name, tmp_path):
   mngr = checkpoint.manager(workdir)
   assert list(mngr.all_steps()) == [2, 3]
   mngr.close()
+  # The final table puts the PSNR warm-up model next to bicubic and the GAN.
+  assert 'PSNR-model PSNR' in (tmp_path / name / 'results.md').read_text()
 
 
 def test_esrgan_has_no_encoder_and_rejects_mu():
