@@ -31,8 +31,8 @@ def load_config(name: str, arg: str | None):
   spec.loader.exec_module(module)
   config = module.get_config(arg)
   config.unlock()
-  if 'perceptual_net' in config:
-    config.perceptual_net.weights = 'random'  # Speed does not need weights.
+  if 'perceptual' in config:
+    config.perceptual.weights = 'random'  # Speed does not need weights.
     config.psnr_warmup_steps = 0
   return config
 

@@ -4,7 +4,7 @@ Start from a PSNR pre-training workdir (experiments/rrdb_psnr.py) and a VGG19
 weight file:
   python -m jaxsr.main --config experiments/lsrgan.py \
       --config.init_from=runs/rrdb_psnr \
-      --config.perceptual_net.weights=/weights/vgg19-dcbb9e9d.pth \
+      --config.perceptual.weights=/weights/vgg19-dcbb9e9d.pth \
       --config.data.train_dir=/data/DIV2K/DIV2K_train_HR --workdir runs/lsrgan
 Demo on the embedded images, with its own short PSNR warm-up (a few CPU
 minutes; ends with PSNR/SSIM next to bicubic on held-out images):

@@ -1,17 +1,19 @@
-"""SAN-SR (paper 002, §Single Image Super Resolution): SRResNet G, SAN critic, eq. 10.
+"""SAN-SR (paper 002, §Single Image Super Resolution): SRResNet G, SAN critic.
 
 Start from a PSNR-trained SRResNet (the ':psnr' variant's workdir, or any
 workdir whose g_params are this SRResNet) and a VGG19 weight file:
   python -m jaxsr.main --config experiments/san_sr.py:psnr \
-      --config.data.train_dir=/data/DIV2K/DIV2K_train_HR --workdir runs/srresnet_psnr
+      --config.data.train_dir=/data/DIV2K/DIV2K_train_HR \
+      --workdir runs/srresnet_psnr
   python -m jaxsr.main --config experiments/san_sr.py \
       --config.init_from=runs/srresnet_psnr \
-      --config.perceptual_net.weights=/weights/vgg19-dcbb9e9d.pth \
+      --config.perceptual.weights=/weights/vgg19-dcbb9e9d.pth \
       --config.data.train_dir=/data/DIV2K/DIV2K_train_HR --workdir runs/san_sr
 Demo on the embedded images, with its own short PSNR warm-up (a few CPU
 minutes; ends with PSNR/SSIM of the warm-up model and of the GAN model next
 to bicubic on held-out images):
-  python -m jaxsr.main --config experiments/san_sr.py:demo --workdir runs/san-demo
+  python -m jaxsr.main --config experiments/san_sr.py:demo \
+      --workdir runs/san-demo
 Variants: '' (the paper, λ_adv = 0.1), 'adv001' (λ_adv = 0.01, Table 2's
 "Ours (0.01)"), 'official' (the official README's SAN-SRGAN command),
 'psnr' (G-only L1 pre-training, the README's PSNR command), 'demo', 'tiny'
@@ -62,8 +64,12 @@ def get_config(arg=None):
       # d_sanvanilla, widths 64..512, FC 8192 -> 64 -> 1, 128x128 crops.
       num_features=64, max_features=512, num_blocks=5,
       norm='san',  # Eq. 8 for convs, top singular value for FC layers.
-      batch_norm=True,  # Official d_sanvanilla (the paper does not say).
-      circular=True,  # "We use cyclic padding for all convolutional layers".
+      # Official d_sanvanilla (the paper does not say). BN after each conv
+      # cancels the conv divisors (models/san_critic.py): False to study SAN.
+      batch_norm=True,
+      # "We use cyclic padding for all convolutional layers" (Lemma 1); the
+      # official d_vanilla (norm 'spectral' or 'none') pads with zeros.
+      circular=True,
       # Eq. 9: the SR experiments state no subset; r = 100% of the filters,
       # so g = 1 (0 here means "eq. 9's g for r").
       gain=0.0, ratio=1.0, subset='pairs',
@@ -75,7 +81,7 @@ def get_config(arg=None):
   ))
   # VGG19 weights for the features term: a torchvision .pth, a Keras .h5
   # or our .npz; 'random' only for smoke tests and demos (logged loudly).
-  config.perceptual_net = ConfigDict(dict(weights=''))
+  config.perceptual = ConfigDict(dict(weights=''))
   config.loss = ConfigDict(dict(
       content_weight=1e-2,  # λ_content of eq. 10 (L1 on pixels): 10^-2.
       features_weight=1.0,  # Eq. 10: L_features is unweighted.
@@ -130,7 +136,7 @@ def get_config(arg=None):
     # image), batch 4 and a constant lr.
     config.model.update(num_feat=32, num_block=4)
     config.critic.update(num_features=16, max_features=64, num_blocks=4)
-    config.perceptual_net.weights = 'random'
+    config.perceptual.weights = 'random'
     config.loss.feature_layer = 'conv2_2'
     config.optim.update(milestones=())
     config.d_optim.update(milestones=())
@@ -142,7 +148,7 @@ def get_config(arg=None):
     # Smoke-test sizes (config_lib.tiny's fields, for this method's nets).
     config.model.update(num_feat=8, num_block=1)
     config.critic.update(num_features=4, max_features=8, num_blocks=2)
-    config.perceptual_net.weights = 'random'
+    config.perceptual.weights = 'random'
     config.loss.feature_layer = 'conv1_1'
     config.psnr_warmup_steps = 1
     config.data.update(source='demo', hr_patch=24, batch_size=4,

@@ -99,7 +99,7 @@ def lsrgan_family(method_name: str, perceptual: str,
   config.disc = ConfigDict(dict(num_feat=64))  # ESRGAN's VGG-style D (§3.1).
   # VGG19 weights for the perceptual/contextual loss: a torchvision .pth, a
   # Keras .h5 or our .npz; 'random' only for smoke tests (logged loudly).
-  config.perceptual_net = ConfigDict(dict(weights=''))
+  config.perceptual = ConfigDict(dict(weights=''))
   config.loss = ConfigDict(dict(
       perceptual=perceptual,  # eq. 1/10: 'vgg'; eq. 12/13: 'contextual'.
       perceptual_weight=1.0,  # eq. 1: L_percep has weight 1.
@@ -138,7 +138,7 @@ def lsrgan_variant(config, arg) -> ConfigDict:
     config.encoder.update(cut='conv3_3', num_upsample_feat=32,
                           width_divisor=4)
     config.disc.num_feat = 16
-    config.perceptual_net.weights = 'random'
+    config.perceptual.weights = 'random'
     config.loss.vgg_layer_weights = ConfigDict({'conv2_2': 1.0})
     config.loss.cx_layer = 'conv2_2'
     config.optim.update(lr=2e-4, milestones=())
@@ -150,7 +150,7 @@ def lsrgan_variant(config, arg) -> ConfigDict:
     tiny(config, hr_patch=128)  # The ESRGAN D needs 128x128 inputs.
     config.model.bicubic_skip = True
     config.disc.num_feat = 4
-    config.perceptual_net.weights = 'random'
+    config.perceptual.weights = 'random'
     config.loss.vgg_layer_weights = ConfigDict({'conv1_1': 1.0})
     config.loss.cx_layer = 'conv1_1'
     config.loss.cx_max_samples = 8

@@ -12,7 +12,7 @@ from PIL import Image
 from jaxsr import evaluate
 from jaxsr import upscale
 from jaxsr.data import io
-from tests.test_train import REPO
+from tests.helpers import REPO
 
 
 @pytest.fixture(scope='module')

@@ -7,12 +7,13 @@ import pytest
 
 from jaxsr import methods
 from jaxsr import train
-from tests.test_train import load_experiment
+from tests.helpers import load_experiment
 
 EXPERIMENTS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1]
                                       / 'experiments').glob('*.py'))
 VARIANTS = {name: [None, 'demo', 'tiny'] for name in (
     'rrdb_psnr', 'esrgan', 'lsrgan', 'cesrgan', 'clsrgan')}
+VARIANTS['san_sr'] = [None, 'adv001', 'official', 'psnr', 'demo', 'tiny']
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)

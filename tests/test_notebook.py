@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tests.test_train import REPO
+from tests.helpers import REPO
 
 NOTEBOOK = REPO / 'notebooks' / 'quickstart.ipynb'
 

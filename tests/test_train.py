@@ -1,8 +1,6 @@
 """The training loop: 1 vs 4 devices, resume after a kill, NaN guard, init_from."""
 
 import dataclasses
-import importlib.util
-import pathlib
 
 import jax
 import jax.numpy as jnp
@@ -13,16 +11,10 @@ from jaxsr import checkpoint
 from jaxsr import methods
 from jaxsr import sharding
 from jaxsr import train
+from tests import helpers
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-
-
-def load_experiment(name, arg=None):
-  spec = importlib.util.spec_from_file_location(
-      name, REPO / 'experiments' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg)
+REPO = helpers.REPO
+load_experiment = helpers.load_experiment
 
 
 def tiny_config(**train_overrides):
@@ -32,11 +24,7 @@ def tiny_config(**train_overrides):
   return config
 
 
-def _batch(config, n=4):
-  rng = np.random.default_rng(0)
-  p, s = config.data.hr_patch, config.scale
-  return {'lr': rng.random((n, p // s, p // s, 3), np.float32),
-          'hr': rng.random((n, p, p, 3), np.float32)}
+_batch = helpers.random_batch
 
 
 def _run_step(method, mesh, batch):

@@ -5,6 +5,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import optax
 
 from jaxsr.optim import schedules
@@ -39,6 +40,16 @@ class Method:
   warmup_step: Callable[[Any, dict, jax.Array, Any], tuple[Any, dict]] | None = (
       None)
   warmup_steps: int = 0
+
+
+def with_learning_rate(step_fn, lr_schedule):
+  """step_fn with the learning rate of the step added to its metrics."""
+  def step(state, batch, rng, constants):
+    new_state, metrics = step_fn(state, batch, rng, constants)
+    metrics['learning_rate'] = jnp.asarray(lr_schedule(state.step),
+                                           jnp.float32)
+    return new_state, metrics
+  return step
 
 
 def adam(optim_config, schedule: optax.Schedule) -> optax.GradientTransformation:

@@ -27,7 +27,6 @@ from jaxsr.methods import psnr
 from jaxsr.models import discriminators
 from jaxsr.models import vgg
 from jaxsr.pretrained import vgg as vgg_import
-from jaxsr.pretrained import weights
 
 PERCEPTUAL_KINDS = ('vgg', 'contextual')
 LOSS_KEYS = {'perceptual', 'perceptual_weight', 'vgg_layer_weights',
@@ -52,7 +51,7 @@ class GANState:
 def _check(config) -> None:
   base.check_keys(config.loss, LOSS_KEYS, 'loss')
   base.check_keys(config.disc, {'num_feat'}, 'disc')
-  base.check_keys(config.perceptual_net, {'weights'}, 'perceptual_net')
+  base.check_keys(config.perceptual, {'weights'}, 'perceptual')
   base.check_keys(config.optim, {'lr', 'b1', 'b2', 'eps', 'decay_every',
                                  'decay_factor', 'milestones'}, 'optim')
   if config.loss.perceptual not in PERCEPTUAL_KINDS:
@@ -75,19 +74,6 @@ def _feature_layers(loss_config) -> tuple[str, ...]:
   if loss_config.perceptual == 'vgg':
     return tuple(loss_config.vgg_layer_weights.keys())
   return (loss_config.cx_layer,)
-
-
-def _load_feature_params(feat: vgg.VGG, weights_path: str):
-  """VGG19 weights for the loss, subset to the layers `feat` uses."""
-  shapes = jax.eval_shape(feat.init, jax.random.key(0),
-                          jnp.zeros((1, 32, 32, 3)))['params']
-  path = weights.resolve(weights_path, 'VGG19 (perceptual loss)',
-                         weights.WHERE_TO_GET['vgg19'])
-  if path is None:
-    return feat.init(jax.random.key(0, impl='rbg'),
-                     jnp.zeros((1, 32, 32, 3)))['params']
-  loaded = vgg_import.load_vgg(path, 19)
-  return {name: loaded[name] for name in shapes}
 
 
 def _adv_d(real, fake, gan_type):
@@ -240,16 +226,6 @@ _METRIC_KEYS = ('d_loss', 'd_real', 'd_fake', 'l_loss', 'g_total',
                 'g_perceptual', 'g_adv', 'g_pixel', 'g_latent')
 
 
-def _with_lr(step_fn, lr_schedule):
-  """Adds the learning rate of the step to step_fn's metrics."""
-  def step(state, batch, rng, constants):
-    new_state, metrics = step_fn(state, batch, rng, constants)
-    metrics['learning_rate'] = jnp.asarray(lr_schedule(state.step),
-                                           jnp.float32)
-    return new_state, metrics
-  return step
-
-
 def _predict(state, lr, *, g, use_ema):
   params = state.ema_params if use_ema else state.g_params
   return g.apply({'params': params}, lr)
@@ -274,10 +250,10 @@ def build(config) -> base.Method:
   return base.Method(
       init=functools.partial(_init, g=g, d=d, l=l, g_tx=tx, d_tx=tx, l_tx=tx,
                              hr_patch=config.data.hr_patch, scale=config.scale),
-      train_step=_with_lr(gan_step, lr_schedule),
-      warmup_step=_with_lr(warmup_step, lr_schedule) if warmup else None,
+      train_step=base.with_learning_rate(gan_step, lr_schedule),
+      warmup_step=base.with_learning_rate(warmup_step, lr_schedule) if warmup else None,
       warmup_steps=warmup,
       predict=functools.partial(_predict, g=g, use_ema=config.ema.predict),
       init_fields=('g_params', 'l_params'),
-      constants=functools.partial(_load_feature_params, feat,
-                                  config.perceptual_net.weights))
+      constants=functools.partial(vgg_import.feature_params, feat,
+                                  config.perceptual.weights))

@@ -1,7 +1,7 @@
 """SAN-SR (paper 002, §Single Image Super Resolution): SRResNet G, SAN critic.
 
 G loss, eq. 10 with the hinge adversarial term:
-  λ_content · |G(x) − y|₁ + λ_features · |φ(G(x)) − φ(y)|₁ − λ_adv · mean D(G(x))
+  λ_content |G(x) − y|₁ + λ_features |φ(G(x)) − φ(y)|₁ − λ_adv mean D(G(x))
 with φ the VGG19 conv5_4 features (pre-ReLU, ImageNet input norm) and
 λ_features = 1 (eq. 10 leaves it unweighted; the official README sets all
 three weights). The critic minimizes the hinge loss
@@ -31,7 +31,6 @@ from jaxsr.models import san_critic
 from jaxsr.models import srresnet
 from jaxsr.models import vgg
 from jaxsr.pretrained import vgg as vgg_import
-from jaxsr.pretrained import weights
 
 MODEL_KEYS = {'num_feat', 'num_block'}
 CRITIC_KEYS = {'num_features', 'max_features', 'num_blocks', 'norm',
@@ -60,7 +59,7 @@ def _check(config) -> None:
   base.check_keys(config.model, MODEL_KEYS, 'model')
   base.check_keys(config.critic, CRITIC_KEYS, 'critic')
   base.check_keys(config.loss, LOSS_KEYS, 'loss')
-  base.check_keys(config.perceptual_net, {'weights'}, 'perceptual_net')
+  base.check_keys(config.perceptual, {'weights'}, 'perceptual')
   base.check_keys(config.optim, OPTIM_KEYS, 'optim')
   base.check_keys(config.d_optim, OPTIM_KEYS, 'd_optim')
   san_critic.norm_collections(config.critic.norm)  # Validates the name.
@@ -93,18 +92,6 @@ def build_critic(config) -> san_critic.SANCritic:
       subset=c.subset, momentum=c.momentum, legacy_rownorm=c.legacy_rownorm)
 
 
-def _load_feature_params(feat: vgg.VGG, weights_path: str):
-  """VGG19 weights for the loss, subset to the layers `feat` uses."""
-  probe = jnp.zeros((1, 32, 32, 3))
-  shapes = jax.eval_shape(feat.init, jax.random.key(0), probe)['params']
-  path = weights.resolve(weights_path, 'VGG19 (perceptual loss)',
-                         weights.WHERE_TO_GET['vgg19'])
-  if path is None:
-    return feat.init(jax.random.key(0, impl='rbg'), probe)['params']
-  loaded = vgg_import.load_vgg(path, 19)
-  return {name: loaded[name] for name in shapes}
-
-
 def step_keys(rng: jax.Array, step: jax.Array) -> dict[str, jax.Array]:
   """The step's named keys: critic crops of real / fake / G-step, SAN draw."""
   names = ('real', 'fake', 'gen', 'norm')
@@ -126,12 +113,12 @@ def _init(rng, *, g, d, g_tx, d_tx, hr_patch, scale):
                   d_norm=d_vars, d_opt_state=d_tx.init(d_params))
 
 
-def _refresh(d, d_params, d_norm, step, key, every):
-  """D's normalization state from d_params, every `every` steps (Fig. 6)."""
+def refresh_critic_norm(d, d_params, d_norm, step, key, every: int):
+  """D's norm state from d_params if step % every == 0 (Fig. 6), else d_norm."""
   if every == 1:
     return san_critic.update_norm_state(d, d_params, d_norm, key)
   return jax.lax.cond(
-      step % every == 0,
+      jnp.asarray(step) % every == 0,
       lambda n: san_critic.update_norm_state(d, d_params, n, key),
       lambda n: n, d_norm)
 
@@ -157,8 +144,8 @@ def _gan_step(state, batch, rng, constants, *, g, d, feat, g_tx, d_tx,
   d_params = optax.apply_updates(state.d_params, d_updates)
   # "Normalizes the weights after every update step": s (or u) now matches
   # the updated weights, which the G step and the next critic step read.
-  d_norm = _refresh(d, d_params, state.d_norm, state.step, keys['norm'],
-                    every)
+  d_norm = refresh_critic_norm(d, d_params, state.d_norm, state.step,
+                               keys['norm'], every)
 
   # 2. G on eq. 10 against the updated critic.
   hr_feats = jax.lax.stop_gradient(feat.apply({'params': constants}, hr))
@@ -209,22 +196,12 @@ def _warmup_step(state, batch, rng, constants, *, g, g_tx):
   return state, metrics
 
 
-def _with_lr(step_fn, lr_schedule):
-  """Adds the learning rate of the step to step_fn's metrics."""
-  def step(state, batch, rng, constants):
-    new_state, metrics = step_fn(state, batch, rng, constants)
-    metrics['learning_rate'] = jnp.asarray(lr_schedule(state.step),
-                                           jnp.float32)
-    return new_state, metrics
-  return step
-
-
 def _predict(state, lr, *, g):
   return g.apply({'params': state.g_params}, lr)
 
 
 def build(config) -> base.Method:
-  """SAN-SR from config.{model,critic,loss,perceptual_net,optim,d_optim}."""
+  """SAN-SR from config.{model,critic,loss,perceptual,optim,d_optim}."""
   _check(config)
   g = build_generator(config)
   d = build_critic(config)
@@ -239,15 +216,17 @@ def build(config) -> base.Method:
   warmup_step = functools.partial(_warmup_step, g=g, g_tx=g_tx)
   # A pure PSNR run (warm-up covering every step) never reads the VGG.
   gan_runs = warmup < config.train.num_steps
-  constants = (functools.partial(_load_feature_params, feat,
-                                 config.perceptual_net.weights)
+  # The frozen VGG19 of the features term, loaded as ESRGAN's.
+  load_vgg = vgg_import.feature_params
+  constants = (functools.partial(load_vgg, feat,
+                                 config.perceptual.weights)
                if gan_runs else dict)
   return base.Method(
       init=functools.partial(_init, g=g, d=d, g_tx=g_tx, d_tx=d_tx,
                              hr_patch=config.data.hr_patch,
                              scale=config.scale),
-      train_step=_with_lr(gan_step, g_schedule),
-      warmup_step=_with_lr(warmup_step, g_schedule) if warmup else None,
+      train_step=base.with_learning_rate(gan_step, g_schedule),
+      warmup_step=base.with_learning_rate(warmup_step, g_schedule) if warmup else None,
       warmup_steps=warmup,
       predict=functools.partial(_predict, g=g),
       init_fields=('g_params',),

@@ -16,6 +16,13 @@ mode='bilinear', align_corners=False)`, reproduced by `bilinear_upsample`.
 Defaults (64 features, 16 blocks, x4) give 1,521,667 parameters: the
 paper's "1.5M".
 
+Init is the official one (kaiming normal, fan_in, gain √2; zero biases).
+Without BN or residual scaling, each block then triples the features'
+second moment, so an untrained 16-block G outputs values of std ≈ 3^8 ≈
+6500 around the bilinear skip; the paper's G always starts from a PSNR
+pre-training (the ':psnr' variant of experiments/san_sr.py, or a demo's
+warm-up), which starts from this init as the official one does.
+
 Names map to the official state dict as conv_first = image_to_features,
 body_i/conv{1,2} = features.i.conv{1,2}, up_i = usample.i.conv, conv_hr =
 hrconv, conv_last = features_to_image; a PyTorch conv weight (O, I, kh, kw)

@@ -174,3 +174,22 @@ def with_vgg16_trunk(
         )
     out[name] = {k: np.asarray(v) for k, v in vgg16_params[name].items()}
   return out
+
+
+def feature_params(feat: vgg_model.VGG, weights: str) -> Params:
+  """Frozen VGG19 params for a loss network `feat`, for exactly its layers.
+
+  `weights` is a .pth/.h5/.npz file, or 'random' (a random-initialised
+  network, logged as a warning by `weights.resolve`).
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from jaxsr.pretrained import weights as weight_files  # pylint: disable=g-import-not-at-top
+  dummy = jnp.zeros((1, 32, 32, 3))
+  path = weight_files.resolve(weights, f'VGG{feat.depth} (loss network)',
+                              weight_files.WHERE_TO_GET[f'vgg{feat.depth}'])
+  if path is None:
+    return feat.init(jax.random.key(0, impl='rbg'), dummy)['params']
+  shapes = jax.eval_shape(feat.init, jax.random.key(0), dummy)['params']
+  loaded = load_vgg(path, feat.depth)
+  return {name: loaded[name] for name in shapes}

@@ -10,23 +10,14 @@ from jaxsr import methods
 from jaxsr import sharding
 from jaxsr import train
 from jaxsr.losses import lsr
-from tests.test_train import load_experiment
+from tests import helpers
 
 
 def _config(name='lsrgan', **overrides):
-  config = load_experiment(name, 'tiny')
-  config.unlock()
-  for key, value in overrides.items():
-    section, _, field = key.rpartition('.')
-    (config[section] if section else config)[field] = value
-  return config
+  return helpers.experiment_config(name, 'tiny', **overrides)
 
 
-def _batch(config, n=4, seed=0):
-  rng = np.random.default_rng(seed)
-  p, s = config.data.hr_patch, config.scale
-  return {'lr': jnp.asarray(rng.random((n, p // s, p // s, 3), np.float32)),
-          'hr': jnp.asarray(rng.random((n, p, p, 3), np.float32))}
+_batch = helpers.random_batch
 
 
 @pytest.fixture(scope='module')

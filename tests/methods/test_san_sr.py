@@ -1,4 +1,4 @@
-"""The SAN-SR step: eq. 10 wiring, SAN after the critic step, devices, smoke run."""
+"""SAN-SR step: eq. 10 wiring, SAN after the D step, devices, smoke run."""
 
 import jax
 import jax.numpy as jnp
@@ -14,23 +14,14 @@ from jaxsr.methods import san_sr
 from jaxsr.models import layers
 from jaxsr.models import vgg
 from jaxsr.normalization import san
-from tests.test_train import load_experiment
+from tests import helpers
 
 
 def _config(arg='tiny', **overrides):
-  config = load_experiment('san_sr', arg)
-  config.unlock()
-  for key, value in overrides.items():
-    section, _, field = key.rpartition('.')
-    (config[section] if section else config)[field] = value
-  return config
+  return helpers.experiment_config('san_sr', arg, **overrides)
 
 
-def _batch(config, n=4, seed=0):
-  rng = np.random.default_rng(seed)
-  p, s = config.data.hr_patch, config.scale
-  return {'lr': jnp.asarray(rng.random((n, p // s, p // s, 3), np.float32)),
-          'hr': jnp.asarray(rng.random((n, p, p, 3), np.float32))}
+_batch = helpers.random_batch
 
 
 @pytest.fixture(scope='module')
@@ -47,7 +38,7 @@ def gan():
 
 
 def test_paper_values_are_the_default():
-  config = load_experiment('san_sr')
+  config = helpers.load_experiment('san_sr')
   assert (config.loss.content_weight, config.loss.features_weight,
           config.loss.adv_weight) == (1e-2, 1.0, 0.1)
   assert config.loss.feature_layer == 'conv5_4'
@@ -58,8 +49,8 @@ def test_paper_values_are_the_default():
   assert (config.critic.norm, config.critic.ratio,
           config.critic.normalize_every) == ('san', 1.0, 1)
   assert (config.model.num_feat, config.model.num_block) == (64, 16)
-  assert load_experiment('san_sr', 'adv001').loss.adv_weight == 1e-2
-  official = load_experiment('san_sr', 'official')
+  assert helpers.load_experiment('san_sr', 'adv001').loss.adv_weight == 1e-2
+  official = helpers.load_experiment('san_sr', 'official')
   assert (official.loss.content_weight, official.critic.gain,
           official.optim.b1, official.optim.b2) == (1.0, 1.05, 0.9, 0.99)
 
@@ -121,11 +112,27 @@ def test_normalize_every_refreshes_on_multiples_only(gan):
   d = san_sr.build_critic(config)
   params = jax.tree.map(lambda v: 2.0 * v, new.d_params)
   key = jax.random.key(1)
-  kept = san_sr._refresh(d, params, new.d_norm, jnp.asarray(3), key, 2)  # pylint: disable=protected-access
+  kept = san_sr.refresh_critic_norm(d, params, new.d_norm, 3, key, 2)
   jax.tree.map(np.testing.assert_array_equal, kept, new.d_norm)
-  fresh = san_sr._refresh(d, params, new.d_norm, jnp.asarray(4), key, 2)  # pylint: disable=protected-access
+  fresh = san_sr.refresh_critic_norm(d, params, new.d_norm, 4, key, 2)
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, 2.0 * b, rtol=1e-5),
                fresh, new.d_norm)
+
+
+@pytest.mark.parametrize('norm', ['spectral', 'none'])
+def test_other_norms_train(norm):
+  config = _config(**{'psnr_warmup_steps': 0, 'critic.norm': norm,
+                      'critic.circular': False})
+  method = methods.build(config)
+  state = method.init(train.init_key(0))
+  new, metrics = jax.jit(method.train_step)(
+      state, _batch(config), jax.random.key(0), method.constants())
+  assert set(new.d_norm) == ({'spectral'} if norm == 'spectral' else set())
+  for k, v in metrics.items():
+    assert np.isfinite(v), k
+  if norm == 'spectral':  # The power-iteration vectors moved.
+    assert not np.allclose(new.d_norm['spectral']['fc1']['u'],
+                           state.d_norm['spectral']['fc1']['u'])
 
 
 def test_warmup_trains_g_only():
@@ -142,22 +149,26 @@ def test_warmup_trains_g_only():
 
 
 def test_four_devices_match_one_device(gan):
-  config, method, state, constants, batch, rng, _, _ = gan
-  results = []
-  for mesh in (sharding.make_mesh(jax.devices()[:1]), sharding.make_mesh()):
-    repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-    step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl),
-                   out_shardings=(repl, repl))
-    results.append(step(jax.device_put(state, repl),
-                        jax.device_put(batch, data), rng,
-                        jax.device_put(constants, repl)))
-  (s1, m1), (s4, m4) = results
+  _, method, state, constants, batch, rng, s1, m1 = gan  # One device.
+  mesh = sharding.make_mesh()
+  assert mesh.devices.size == 4
+  repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl),
+                 out_shardings=(repl, repl))
+  s4, m4 = step(jax.device_put(state, repl), jax.device_put(batch, data), rng,
+                jax.device_put(constants, repl))
   for k in m1:
     np.testing.assert_allclose(m1[k], m4[k], rtol=2e-4, atol=1e-6)
-  for a, b in ((s1.g_params, s4.g_params), (s1.d_params, s4.d_params),
-               (s1.d_norm, s4.d_norm)):
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3,
-                                                         atol=1e-5), a, b)
+  close = lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-5)
+  jax.tree.map(close, s1.g_params, s4.g_params)
+  jax.tree.map(close, s1.d_norm, s4.d_norm)
+  # Block 0's conv biases feed a BN, which removes them: their gradient is
+  # zero up to round-off, which Adam scales to steps of ±lr in either
+  # direction. Every other critic parameter must match.
+  for name, leaves in s1.d_params.items():
+    for leaf, value in leaves.items():
+      if not (name.startswith('block_0_conv') and leaf == 'bias'):
+        close(value, s4.d_params[name][leaf])
 
 
 def test_experiment_trains_checkpoints_and_resumes(tmp_path):

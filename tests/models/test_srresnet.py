@@ -1,4 +1,4 @@
-"""Tests for jaxsr.models.srresnet: counts, PyTorch bilinear and pixel shuffle."""
+"""Tests for jaxsr.models.srresnet: counts, torch bilinear, pixel shuffle."""
 
 import functools
 import math
