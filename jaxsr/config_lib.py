@@ -96,7 +96,9 @@ def lsrgan_family(method_name: str, perceptual: str,
   config.psnr_warmup_steps = 0  # Only for runs without init_from (demos).
   config.model = generator()
   config.encoder = encoder(enabled=use_encoder)
-  config.disc = ConfigDict(dict(num_feat=64))  # ESRGAN's VGG-style D (§3.1).
+  # ESRGAN's VGG-style D (§3.1) with BN and no weight normalization;
+  # norm='spectral' is paper 002's ESRGAN* (experiments/esrgan_sn.py).
+  config.disc = ConfigDict(dict(num_feat=64, norm='none', batch_norm=True))
   # VGG19 weights for the perceptual/contextual loss: a torchvision .pth, a
   # Keras .h5 or our .npz; 'random' only for smoke tests (logged loudly).
   config.perceptual = ConfigDict(dict(weights=''))

@@ -12,7 +12,7 @@ from tests.helpers import load_experiment
 EXPERIMENTS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1]
                                       / 'experiments').glob('*.py'))
 VARIANTS = {name: [None, 'demo', 'tiny'] for name in (
-    'rrdb_psnr', 'esrgan', 'lsrgan', 'cesrgan', 'clsrgan')}
+    'rrdb_psnr', 'esrgan', 'esrgan_sn', 'lsrgan', 'cesrgan', 'clsrgan')}
 VARIANTS['san_sr'] = [None, 'adv001', 'official', 'psnr', 'demo', 'tiny']
 
 

@@ -7,6 +7,11 @@ on conv3_4 (CESRGAN, CLSRGAN), the μ term only when the encoder L is enabled
 (LSRGAN, CLSRGAN; sign −1 as the paper writes it). L minimizes eq. 9. One
 jitted step updates D, then G, then L (§4.1: "we alternately update the D, G,
 and L"), then the EMA of G.
+
+`config.disc.norm='spectral'` gives paper 002's ESRGAN* baseline (D with
+spectral normalization); its power-iteration vectors travel in
+`GANState.d_norm` like the BN statistics, refreshed on every training call
+of D as torch's spectral_norm does in train mode.
 """
 
 import functools
@@ -42,6 +47,7 @@ class GANState:
   g_opt_state: Any
   d_params: Any
   d_batch_stats: Any
+  d_norm: Any  # {} or {'spectral': u vectors} / {'san': divisors}.
   d_opt_state: Any
   l_params: Any
   l_opt_state: Any
@@ -50,7 +56,8 @@ class GANState:
 
 def _check(config) -> None:
   base.check_keys(config.loss, LOSS_KEYS, 'loss')
-  base.check_keys(config.disc, {'num_feat'}, 'disc')
+  base.check_keys(config.disc, {'num_feat', 'norm', 'batch_norm'}, 'disc')
+  discriminators.norm_collections(config.disc.norm)  # Validates the name.
   base.check_keys(config.perceptual, {'weights'}, 'perceptual')
   base.check_keys(config.optim, {'lr', 'b1', 'b2', 'eps', 'decay_every',
                                  'decay_factor', 'milestones'}, 'optim')
@@ -93,22 +100,28 @@ def _init(rng, *, g, d, l, g_tx, d_tx, l_tx, hr_patch, scale):
   lr = jnp.zeros((1, hr_patch // scale, hr_patch // scale, 3), jnp.float32)
   hr = jnp.zeros((1, hr_patch, hr_patch, 3), jnp.float32)
   g_params = g.init(g_rng, lr)['params']
-  d_vars = d.init(d_rng, hr, train=False)
+  d_vars = flax.core.unfreeze(d.init(d_rng, hr, train=False))
+  d_params = d_vars.pop('params')
+  d_stats = d_vars.pop('batch_stats', {})
   l_params = l.init(l_rng, hr)['params'] if l is not None else {}
   return GANState(
       step=jnp.zeros((), jnp.int32), g_params=g_params,
-      g_opt_state=g_tx.init(g_params), d_params=d_vars['params'],
-      d_batch_stats=d_vars['batch_stats'],
-      d_opt_state=d_tx.init(d_vars['params']), l_params=l_params,
+      g_opt_state=g_tx.init(g_params), d_params=d_params,
+      d_batch_stats=d_stats, d_norm=d_vars,
+      d_opt_state=d_tx.init(d_params), l_params=l_params,
       l_opt_state=l_tx.init(l_params),
       ema_params=jax.tree.map(jnp.copy, g_params))
 
 
-def _apply_d(d, params, stats, x):
-  """D in training mode (BN on batch statistics, as BasicSR's net_d.train())."""
-  logits, updates = d.apply({'params': params, 'batch_stats': stats}, x,
-                            train=True, mutable=['batch_stats'])
-  return logits, updates['batch_stats']
+def _apply_d(d, params, state, x):
+  """D in training mode, as BasicSR's net_d.train(): BN on batch statistics,
+  one power iteration (spectral norm). state = (batch_stats, norm state)."""
+  stats, norm = state
+  mutable = ['batch_stats', *norm]
+  logits, updates = d.apply({'params': params, 'batch_stats': stats, **norm},
+                            x, train=True, update_stats=True, mutable=mutable)
+  return logits, (updates.get('batch_stats', stats),
+                  {name: updates[name] for name in norm})
 
 
 def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
@@ -120,7 +133,8 @@ def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
   sr = jax.lax.stop_gradient(g.apply({'params': state.g_params}, lr_img))
 
   def d_loss_fn(d_params):
-    real, stats = _apply_d(d, d_params, state.d_batch_stats, hr)
+    real, stats = _apply_d(d, d_params, (state.d_batch_stats, state.d_norm),
+                           hr)
     fake, stats = _apply_d(d, d_params, stats, sr)
     return _adv_d(real, fake, loss_cfg.gan_type), (stats, real, fake)
 
@@ -194,7 +208,8 @@ def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
   metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
   state = state.replace(
       step=state.step + 1, g_params=g_params, g_opt_state=g_opt_state,
-      d_params=d_params, d_batch_stats=d_stats, d_opt_state=d_opt_state,
+      d_params=d_params, d_batch_stats=d_stats[0], d_norm=d_stats[1],
+      d_opt_state=d_opt_state,
       l_params=l_params, l_opt_state=l_opt_state, ema_params=ema)
   return state, metrics
 
@@ -236,8 +251,9 @@ def build(config) -> base.Method:
   _check(config)
   g = psnr.build_generator(config)
   l = psnr.build_encoder(config)
-  d = discriminators.VGGStyleDiscriminator(num_feat=config.disc.num_feat,
-                                           input_size=config.data.hr_patch)
+  d = discriminators.VGGStyleDiscriminator(
+      num_feat=config.disc.num_feat, input_size=config.data.hr_patch,
+      norm=config.disc.norm, batch_norm=config.disc.batch_norm)
   feat = vgg.VGG(depth=19, layers=_feature_layers(config.loss))
   lr_schedule = base.schedule(config.optim)
   warmup = int(config.psnr_warmup_steps)

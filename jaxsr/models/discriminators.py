@@ -14,6 +14,16 @@ Importing PyTorch weights is a renaming plus layout changes: a conv weight
 running_mean/running_var are batch_stats mean/var. Because the flatten is in
 NCHW order (see `__call__`), linear1 imports without permuting its inputs.
 
+`norm` selects a normalization of every conv and linear layer (paper 002's
+ESRGAN* baseline: "an equivalent version [of ESRGAN] with spectral
+normalization"): 'none' (BasicSR, plain nn.Conv / nn.Dense), 'spectral'
+(Miyato's σ with one power iteration per training call and its vector u in
+the 'spectral' collection, zero padding as torch's spectral_norm on
+nn.Conv2d) or 'san' (paper 002's ‖W‖₀,∞ with circular padding, divisors in
+the 'san' collection). Parameter names and shapes are the same in every
+case, so imported weights load into all three. `batch_norm=False` drops the
+BN layers (BN after a SAN conv cancels its scale).
+
 Known departure: PyTorch updates running_var with the unbiased batch variance
 (factor n / (n - 1), n = N*H*W), flax with the biased one. Training-mode
 outputs are identical; eval-mode outputs after training differ by that
@@ -25,6 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax.typing import DTypeLike
 
+from jaxsr.models import layers
 from jaxsr.models import rrdbnet
 
 # PyTorch BatchNorm2d defaults: momentum 0.1 on the new value, i.e. flax's
@@ -32,6 +43,15 @@ from jaxsr.models import rrdbnet
 _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
 _SUPPORTED_SIZES = (128, 256)
+NORMS = ('none', 'spectral', 'san')
+
+
+def norm_collections(norm: str) -> tuple[str, ...]:
+  """The variable collections a D with this norm carries besides params."""
+  if norm not in NORMS:
+    raise ValueError(f'discriminator norm must be one of {NORMS}, got '
+                     f'{norm!r}')
+  return () if norm == 'none' else (norm,)
 
 
 class VGGStyleDiscriminator(nn.Module):
@@ -40,11 +60,20 @@ class VGGStyleDiscriminator(nn.Module):
   num_in_ch: int = 3
   num_feat: int = 64
   input_size: int = 128
+  norm: str = 'none'
+  batch_norm: bool = True
   dtype: DTypeLike = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    """(N, S, S, C) in [0, 1] -> float32 logits (N, 1); train: batch BN."""
+  def __call__(self, x: jax.Array, train: bool,
+               update_stats: bool = False) -> jax.Array:
+    """(N, S, S, C) in [0, 1] -> float32 logits (N, 1).
+
+    train: BN on batch statistics; update_stats: refresh the norm's state
+    (the spectral u after its power iteration, or SAN's divisors), with that
+    collection mutable.
+    """
+    norm_collections(self.norm)  # Validates the name.
     if self.input_size not in _SUPPORTED_SIZES:
       raise ValueError(
           f'VGGStyleDiscriminator input_size must be 128 or 256, got '
@@ -66,22 +95,26 @@ class VGGStyleDiscriminator(nn.Module):
 
     def conv(h, features, size, stride, name, use_bias=False):
       fan_in = size * size * h.shape[-1]
-      return nn.Conv(
-          features,
-          (size, size),
-          strides=(stride, stride),
-          # PyTorch padding=1 for both the 3x3 s1 and the 4x4 s2 convs:
-          # 4x4 s2 maps S to (S + 2 - 4) // 2 + 1 = S / 2 exactly.
-          padding=((1, 1), (1, 1)),
-          use_bias=use_bias,
-          dtype=self.dtype,
+      kwargs = dict(
+          strides=(stride, stride), use_bias=use_bias, dtype=self.dtype,
           param_dtype=jnp.float32,
           kernel_init=rrdbnet.torch_default_kernel_init,
-          bias_init=rrdbnet.torch_default_bias_init(fan_in),
-          name=name,
-      )(h)
+          bias_init=rrdbnet.torch_default_bias_init(fan_in), name=name)
+      # PyTorch padding=1 for both the 3x3 s1 and the 4x4 s2 convs:
+      # 4x4 s2 maps S to (S + 2 - 4) // 2 + 1 = S / 2 exactly.
+      if self.norm == 'none':
+        return nn.Conv(features, (size, size), padding=((1, 1), (1, 1)),
+                       **kwargs)(h)
+      if self.norm == 'spectral':
+        h = jnp.pad(h, ((0, 0), (1, 1), (1, 1), (0, 0)))  # Zero padding.
+      return layers.NormalizedConv(
+          features, (size, size), norm=self.norm,
+          padding=1 if self.norm == 'san' else ((0, 0), (0, 0)), **kwargs,
+      )(h, update_stats)
 
     def bn(h, name):
+      if not self.batch_norm:
+        return h
       return nn.BatchNorm(
           use_running_average=not train,
           momentum=_BN_MOMENTUM,
@@ -105,14 +138,14 @@ class VGGStyleDiscriminator(nn.Module):
     h = jnp.transpose(h, (0, 3, 1, 2)).reshape(h.shape[0], -1)
 
     def dense(h, features, name):
-      return nn.Dense(
-          features,
-          dtype=self.dtype,
-          param_dtype=jnp.float32,
+      kwargs = dict(
+          dtype=self.dtype, param_dtype=jnp.float32,
           kernel_init=rrdbnet.torch_default_kernel_init,
-          bias_init=rrdbnet.torch_default_bias_init(h.shape[-1]),
-          name=name,
-      )(h)
+          bias_init=rrdbnet.torch_default_bias_init(h.shape[-1]), name=name)
+      if self.norm == 'none':
+        return nn.Dense(features, **kwargs)(h)
+      return layers.NormalizedDense(features, norm=self.norm, **kwargs)(
+          h, update_stats)
 
     h = lrelu(dense(h, 100, 'linear1'))
     return dense(h, 1, 'linear2').astype(jnp.float32)

@@ -126,7 +126,8 @@ def test_four_devices_match_one_device(gan):
                s1.g_params, s4.g_params)
 
 
-@pytest.mark.parametrize('name', ['esrgan', 'lsrgan', 'cesrgan', 'clsrgan'])
+@pytest.mark.parametrize('name', ['esrgan', 'esrgan_sn', 'lsrgan',
+                                  'cesrgan', 'clsrgan'])
 def test_experiment_trains_checkpoints_and_resumes(name, tmp_path):
   workdir = str(tmp_path / name)
   first = train.train_and_evaluate(_config(name, **{'train.num_steps': 2}),
@@ -148,3 +149,27 @@ def test_esrgan_has_no_encoder_and_rejects_mu():
   config.loss.latent_weight = 1e-3
   with pytest.raises(ValueError, match='encoder'):
     methods.build(config)
+
+
+def test_esrgan_sn_step_runs_power_iterations_on_d():
+  """ESRGAN* (paper 002): D's u vectors advance with each training call."""
+  config = _config('esrgan_sn', psnr_warmup_steps=0)
+  assert config.disc.norm == 'spectral'
+  method = methods.build(config)
+  state = method.init(train.init_key(0))
+  assert set(state.d_norm) == {'spectral'}
+  new, metrics = jax.jit(method.train_step)(state, _batch(config),
+                                            jax.random.key(0),
+                                            method.constants())
+  for k, v in metrics.items():
+    assert np.isfinite(v), k
+  for old_u, new_u in zip(jax.tree.leaves(state.d_norm),
+                          jax.tree.leaves(new.d_norm)):
+    if old_u.size > 1:  # linear2's u is the scalar ±1.
+      assert not np.allclose(old_u, new_u)
+    np.testing.assert_allclose(np.linalg.norm(new_u), 1.0, rtol=1e-4)
+
+
+def test_unknown_disc_norm_is_rejected():
+  with pytest.raises(ValueError, match='norm must be one of'):
+    methods.build(_config('esrgan', **{'disc.norm': 'weight'}))

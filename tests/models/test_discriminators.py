@@ -187,3 +187,52 @@ def test_eval_forward_matches_a_numpy_nchw_port():
   h = _lrelu(h @ w1.T + params['linear1']['bias'])
   ref = h @ params['linear2']['kernel'] + params['linear2']['bias']
   np.testing.assert_allclose(np.asarray(out), ref, rtol=1e-4, atol=1e-5)
+
+
+def _top_singular_value(kernel):
+  """σ_max of the kernel as torch's spectral_norm reshapes it (O, I*kh*kw)."""
+  k = np.asarray(kernel, np.float64)
+  return np.linalg.svd(k.reshape(-1, k.shape[-1]), compute_uv=False)[0]
+
+
+def test_spectral_d_equals_plain_d_with_kernels_over_sigma():
+  """ESRGAN* (paper 002): after enough power iterations the spectral D is the
+  plain D with every kernel divided by its exact top singular value."""
+  x = jax.random.uniform(_key(1), (2, 128, 128, 3))
+  sn = _D(num_feat=4, norm='spectral')
+  variables = _init(sn, x)
+  plain_shapes = _init_shapes(_D(num_feat=4), 128)
+  chex.assert_trees_all_equal_shapes(variables['params'],
+                                     plain_shapes['params'])
+  assert set(variables) == {'params', 'batch_stats', 'spectral'}
+
+  @jax.jit
+  def power_iteration(variables):
+    _, upd = sn.apply(variables, x, train=False, update_stats=True,
+                      mutable=['spectral'])
+    return {**variables, 'spectral': upd['spectral']}
+
+  for _ in range(60):
+    variables = power_iteration(variables)
+  out = sn.apply(variables, x, train=False)
+  divided = jax.tree.map(lambda a: a, variables['params'])
+  for layer in divided.values():
+    if 'kernel' not in layer:
+      continue  # BN scale and bias.
+    layer['kernel'] = layer['kernel'] / _top_singular_value(layer['kernel'])
+  expected = _D(num_feat=4).apply(
+      {'params': divided, 'batch_stats': variables['batch_stats']}, x,
+      train=False)
+  np.testing.assert_allclose(out, expected, rtol=2e-3, atol=1e-5)
+  # Without update_stats the vectors are only read, never written.
+  _, same = sn.apply(variables, x, train=False, mutable=['spectral'])
+  chex.assert_trees_all_equal(same['spectral'], variables['spectral'])
+
+
+def test_norm_variants_and_no_batch_norm():
+  x = jnp.zeros((1, 128, 128, 3))
+  shapes = _init_shapes(_D(num_feat=4, norm='san', batch_norm=False), 128)
+  assert set(shapes) == {'params', 'san'}
+  assert not any(k.startswith('bn') for k in shapes['params'])
+  with pytest.raises(ValueError, match='norm must be one of'):
+    _D(num_feat=4, norm='weight').init(_key(0), x, train=False)
