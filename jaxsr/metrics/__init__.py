@@ -3,6 +3,7 @@
 # `sifid` and `rmse` stay module names (jaxsr.metrics.sifid.sifid,
 # jaxsr.metrics.rmse.rmse); `niqe` is re-exported as the function.
 
+from jaxsr.losses.dists import dists
 from jaxsr.metrics.ma import load_model as load_ma_model
 from jaxsr.metrics.ma import ma_score
 from jaxsr.metrics.ma import perceptual_index
