@@ -2,13 +2,27 @@
 
   python -m jaxsr.evaluate --workdir runs/demo --data ../shared/data/benchmarks/Set5 --scale 4
   python -m jaxsr.evaluate --baseline bicubic --data .../Set5 --data .../Set14 --json out.json
+  python -m jaxsr.evaluate --workdir runs/a --workdir runs/b --baseline bicubic \
+      --data DIV2K_valid_HR:DIV2K_valid_LR_bicubic/X4 --metrics all \
+      --niqe_params niqe_pris_params.npz --ma_model model.mat \
+      --lpips_lin alex.pth --lpips_backbone alexnet-owt-7be5be79.pth \
+      --dists_weights weights.pt --dists_vgg16 vgg16-397923af.pth --out eval
 
-HR images are modcropped to the scale and downscaled with MATLAB-exact bicubic.
-Metrics: PSNR/SSIM on Y (BT.601), border = scale, SR rounded to uint8. By
-default Y is rounded as MATLAB's rgb2ycbcr on uint8 and a gray HR is used as-is
-(compared with the SR's luma): convention A of metrics-conventions.md, which
-reproduces the published bicubic numbers (Set5 28.42 dB). --y=float and
---gray=rgb give convention C (BasicSR/RCAN: Set14 26.09 dB).
+A --data folder holds HR images (modcropped to the scale and downscaled with
+MATLAB-exact bicubic), or is `HR:LR` for paired folders (LR files named as
+the HR ones, or `{name}x{scale}` as DIV2K), used as given. Metrics
+(`--metrics`, see jaxsr.metric_suite): PSNR/SSIM on Y (BT.601), border =
+scale, SR rounded to uint8. By default Y is rounded as MATLAB's rgb2ycbcr on
+uint8 and a gray HR is used as-is (compared with the SR's luma): convention A
+of metrics-conventions.md, which reproduces the published bicubic numbers
+(Set5 28.42 dB). --y=float and --gray=rgb give convention C (BasicSR/RCAN:
+Set14 26.09 dB).
+
+Writes to --out: per-image CSVs `{set}_{method}.csv`, `summary.json`,
+`results.md` (the papers' layout: methods as columns, sets as row groups,
+best value bold, the conventions used underneath) and `{set}_crops.png`
+(for each image, its most detailed HR window zoomed: bicubic | each model |
+HR).
 """
 
 import csv
@@ -19,9 +33,12 @@ from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
+from PIL import Image
 
+from jaxsr import metric_suite
 from jaxsr import report
 from jaxsr import scoring
+from jaxsr.data import datasets
 from jaxsr.data import imresize
 from jaxsr.data import io
 
@@ -34,31 +51,64 @@ def load_hr(path: str, scale: int, gray: str) -> np.ndarray:
   return imresize.modcrop(image, scale)
 
 
-def score_folder(name_to_sr, folder: str, scale: int, rounded_y: bool,
-                 gray: str) -> dict[str, list[dict]]:
-  """{method: per-image rows} for every HR image of `folder`."""
-  rows = {m: [] for m in name_to_sr}
-  for path in io.list_images(folder):
+def split_folder(spec: str) -> tuple[str, str]:
+  """'HR' -> (HR, ''); 'HR:LR' -> (HR, LR)."""
+  hr_dir, _, lr_dir = spec.partition(':')
+  for d in (hr_dir, lr_dir):
+    if d and not os.path.isdir(d):
+      raise FileNotFoundError(f'benchmark folder {d} does not exist')
+  return hr_dir, lr_dir
+
+
+def images_of(spec: str, scale: int, gray: str):
+  """Yields (name, hr, lr) uint8 for every HR image of a folder spec."""
+  hr_dir, lr_dir = split_folder(spec)
+  hr_paths = io.list_images(hr_dir)
+  if not hr_paths:
+    raise ValueError(f'no images in {hr_dir}')
+  lr_paths = (datasets.paired_lr_paths(lr_dir, hr_paths, scale) if lr_dir
+              else [None] * len(hr_paths))
+  for path, lr_path in zip(hr_paths, lr_paths):
     hr = load_hr(path, scale, gray)
-    lr = imresize.imresize(hr, 1 / scale)
-    name = os.path.splitext(os.path.basename(path))[0]
-    for method, sr_fn in name_to_sr.items():
-      sr = sr_fn(lr)
-      rows[method].append({'name': name, **scoring.score_pair(
-          sr, hr, scale, rounded_y)})
-  return rows
+    if lr_path is None:
+      lr = imresize.imresize(hr, 1 / scale)
+    else:
+      lr = io.read_image(lr_path)
+      want = (hr.shape[0] // scale, hr.shape[1] // scale)
+      if lr.shape[:2] != want:
+        raise ValueError(f'{lr_path} is {lr.shape[0]}x{lr.shape[1]}, '
+                         f'expected {want[0]}x{want[1]} for {path} at x{scale}')
+    yield os.path.splitext(os.path.basename(path))[0], hr, lr
 
 
-# Rows of the paper-style table (paper 000 Tables 1-2): name, key, better.
-TABLE_ROWS = (('PSNR', 'psnr', max), ('SSIM', 'ssim', max),
-              ('PSD', 'psnr_std', min), ('L1 (Y)', 'l1_y', min))
+def score_folder(name_to_sr, spec: str, scale: int, scorer, gray: str,
+                 crop: int = 64, grid_rows: int = 16):
+  """({method: per-image rows}, crop-grid rows) for one folder spec."""
+  rows = {m: [] for m in name_to_sr}
+  grid = []
+  for name, hr, lr in images_of(spec, scale, gray):
+    srs = {method: sr_fn(lr) for method, sr_fn in name_to_sr.items()}
+    for method, sr in srs.items():
+      rows[method].append({'name': name, **scorer(sr, hr)})
+    if len(grid) < grid_rows:
+      box = report.detail_box(hr, crop)
+      bic = srs.get('bicubic')
+      bic = scoring.bicubic(lr, scale) if bic is None else bic
+      grid.append([report.crop_box(x, box) for x in (
+          bic, *(srs[m] for m in name_to_sr if m != 'bicubic'), hr)])
+  return rows, grid
 
 
-def paper_table(summary: dict, methods: list[str]) -> str:
+def paper_table(summary: dict, methods: list[str], names=None) -> str:
   """Markdown: methods as columns, sets as row groups, the best value bold."""
   rows = []
   for set_name, by_method in summary.items():
-    for label, key, better in TABLE_ROWS:
+    present = set(by_method[methods[0]])
+    keys = [k for k in metric_suite.METRICS
+            if k in present and k != 'psnr_rgb'
+            and (names is None or k in names or k == 'psnr_std')]
+    for key in keys:
+      label, better = metric_suite.METRICS[key]
       values = [by_method[m][key] for m in methods]
       best = better(values)
       cells = [f'**{v:.4f}**' if len(values) > 1 and v == best else f'{v:.4f}'
@@ -67,10 +117,24 @@ def paper_table(summary: dict, methods: list[str]) -> str:
   return report.markdown_table(['set'] + methods, rows)
 
 
+def conventions(scale: int, rounded_y: bool, gray: str) -> str:
+  """One line saying how Y, borders and gray images were handled."""
+  y = ('Y = round(BT.601 of uint8 RGB) as MATLAB rgb2ycbcr' if rounded_y
+       else 'Y = float BT.601 (BasicSR)')
+  g = ('a gray HR is compared as-is with the SR luma' if gray == 'asis'
+       else 'a gray HR is replicated to RGB first')
+  return (f'{y}; border {scale} px cropped (NIQE/Ma/PI: Y, border {scale}; '
+          f'LPIPS/DISTS: whole RGB image); {g}; SR rounded to uint8.')
+
+
 def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
-        rounded_y=True, gray='asis') -> dict:
-  """Evaluates and writes CSV/Markdown; returns ({set: {method: means}}, table)."""
+        rounded_y=True, gray='asis', metrics='default',
+        files=metric_suite.MetricFiles(), crop=64, grid_rows=16):
+  """Evaluates, writes CSV/JSON/Markdown/PNG; returns (summary, table)."""
   from jaxsr import restore  # pylint: disable=g-import-not-at-top
+  names = metric_suite.parse(metrics)
+  for spec in folders:
+    split_folder(spec)  # Fail on a missing folder before loading models.
   sr_fns = {}
   if baseline == 'bicubic':
     sr_fns['bicubic'] = lambda lr: scoring.bicubic(lr, scale)
@@ -83,24 +147,32 @@ def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
         m.predict, lr, scale, tile, overlap))(model)
   if not sr_fns:
     raise ValueError('nothing to evaluate: give --workdir and/or --baseline')
+  scorer = metric_suite.Scorer(names, scale, rounded_y, files)
   os.makedirs(out_dir, exist_ok=True)
   summary = {}
-  for folder in folders:
-    set_name = os.path.basename(os.path.normpath(folder))
-    rows = score_folder(sr_fns, folder, scale, rounded_y, gray)
+  for spec in folders:
+    set_name = os.path.basename(os.path.normpath(split_folder(spec)[0]))
+    rows, grid = score_folder(sr_fns, spec, scale, scorer, gray, crop,
+                              grid_rows)
     summary[set_name] = {}
     for method, method_rows in rows.items():
-      summary[set_name][method] = scoring.summarize(method_rows)
+      summary[set_name][method] = metric_suite.summarize(method_rows, names)
       with open(os.path.join(out_dir, f'{set_name}_{method}.csv'), 'w',
                 newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(method_rows[0]))
         writer.writeheader()
         writer.writerows(method_rows)
-  table = paper_table(summary, list(sr_fns))
+    if grid and crop > 0:
+      header = ['bicubic', *(m for m in sr_fns if m != 'bicubic'), 'HR']
+      Image.fromarray(report.labeled_grid(header, grid)).save(
+          os.path.join(out_dir, f'{set_name}_crops.png'))
+  table = paper_table(summary, list(sr_fns), names)
+  note = conventions(scale, rounded_y, gray)
   with open(os.path.join(out_dir, 'results.md'), 'w') as f:
-    f.write(table + '\n')
-  logging.info('Y channel (%s), border %d, gray %s:\n%s',
-               'rounded' if rounded_y else 'float', scale, gray, table)
+    f.write(f'{table}\n\n{note}\n')
+  with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2)
+  logging.info('%s\n%s', note, table)
   return summary, table
 
 
@@ -109,25 +181,39 @@ def _define_flags():
   flags.DEFINE_multi_string('workdir', [], 'Trained workdir(s).')
   flags.DEFINE_enum('baseline', None, ['bicubic'],
                     'Also (or only) score plain bicubic upscaling.')
-  flags.DEFINE_multi_string('data', [], 'HR benchmark folder(s).')
+  flags.DEFINE_multi_string('data', [], 'HR benchmark folder(s), or HR:LR.')
   flags.DEFINE_integer('scale', 4, 'Upscaling factor.')
-  flags.DEFINE_string('out', 'eval_results', 'Folder for CSV/Markdown.')
-  flags.DEFINE_string('json', None, 'Write the summary to this file.')
+  flags.DEFINE_string('out', 'eval_results', 'Folder for CSV/JSON/MD/PNG.')
+  flags.DEFINE_string('json', None, 'Also write the summary to this file.')
   flags.DEFINE_integer('tile', 128, 'LR tile size (0: whole image).')
   flags.DEFINE_integer('overlap', 32, 'LR context around each tile.')
   flags.DEFINE_enum('y', 'rounded', ['rounded', 'float'],
                     'Y of uint8 RGB: MATLAB-rounded or float.')
   flags.DEFINE_enum('gray', 'asis', ['asis', 'rgb'],
                     'Gray HR: compare as-is, or replicate to RGB first.')
+  flags.DEFINE_string('metrics', 'default',
+                      'Comma-separated metrics or sets: ' + ', '.join(
+                          [*metric_suite.METRIC_SETS,
+                           *(k for k in metric_suite.METRICS
+                             if k != 'psnr_std')]))
+  flags.DEFINE_integer('crop', 64, 'HR size of the zoomed crops (0: none).')
+  flags.DEFINE_integer('grid_rows', 16, 'Images per crop grid.')
+  for field in metric_suite.MetricFiles.__dataclass_fields__.values():
+    flags.DEFINE_string(field.name, field.default,
+                        f'Metric model file / option ({field.name}).')
 
 
 def main(argv):
   del argv
   if not FLAGS.data:
     raise app.UsageError('give at least one --data folder')
+  files = metric_suite.MetricFiles(**{
+      k: getattr(FLAGS, k)
+      for k in metric_suite.MetricFiles.__dataclass_fields__})
   summary, table = run(FLAGS.workdir, FLAGS.baseline, FLAGS.data,
                        FLAGS.scale, FLAGS.out, FLAGS.tile, FLAGS.overlap,
-                       FLAGS.y == 'rounded', FLAGS.gray)
+                       FLAGS.y == 'rounded', FLAGS.gray, FLAGS.metrics, files,
+                       FLAGS.crop, FLAGS.grid_rows)
   print(table)  # The table is this command's output.
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:

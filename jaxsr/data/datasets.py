@@ -40,7 +40,7 @@ def _header_size(path: str) -> tuple[int, int]:
   return h, w
 
 
-def _lr_paths(lr_dir: str, hr_paths: Sequence[str], scale: int) -> list[str]:
+def paired_lr_paths(lr_dir: str, hr_paths: Sequence[str], scale: int) -> list[str]:
   """DIV2K-layout LR files for HR files: 0001.png -> 0001x4.png (or 0001.png)."""
   by_stem = {os.path.splitext(os.path.basename(c))[0]: c
              for c in io.list_images(lr_dir)}
@@ -73,7 +73,7 @@ def from_folders(hr_dir: str, scale: int, lr_dir: str = '',
     sizes.append((h - h % scale, w - w % scale))
   lr_paths = None
   if lr_dir:
-    lr_paths = _lr_paths(lr_dir, hr_paths, scale)
+    lr_paths = paired_lr_paths(lr_dir, hr_paths, scale)
     for p, q, (h, w) in zip(hr_paths, lr_paths, sizes):
       lh, lw = _header_size(q)
       if (lh * scale, lw * scale) != (h, w):
