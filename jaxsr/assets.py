@@ -1,13 +1,20 @@
-"""Fetches evaluation assets that cannot ship with jaxsr (NIQE pristine model).
+"""Fetches evaluation assets that cannot ship with jaxsr, from PyPI packages.
 
     python -m jaxsr.assets niqe [--dest DIR] [--sdist basicsr-1.4.2.tar.gz]
+    python -m jaxsr.assets lpips [--dest DIR] [--wheel lpips-0.1.4-....whl]
+    python -m jaxsr.assets dists [--dest DIR] [--wheel DISTS_pytorch-0.1-....whl]
 
-downloads the basicsr==1.4.2 source package from PyPI with pip, extracts only
-`basicsr/metrics/niqe_pris_params.npz` (bit-identical to MATLAB's
-`modelparameters.mat`), checks its SHA-256 and writes it to DEST (default
-~/.cache/jaxsr/), where `jaxsr.metrics.niqe` looks by default. --sdist uses
-an already downloaded tarball instead of pip. Standard library only, so the
-metrics can import it cheaply.
+`niqe` downloads the basicsr==1.4.2 source package from PyPI with pip,
+extracts only `basicsr/metrics/niqe_pris_params.npz` (bit-identical to
+MATLAB's `modelparameters.mat`), checks its SHA-256 and writes it to DEST
+(default ~/.cache/jaxsr/), where `jaxsr.metrics.niqe` looks by default.
+`lpips` takes the official v0.1 linear weights (alex.pth, vgg.pth,
+squeeze.pth) from the lpips==0.1.4 wheel into DEST/lpips/; `dists` takes
+DISTS' alpha/beta (weights.pt) from the dists-pytorch==0.1 wheel into
+DEST/dists/. Every file's SHA-256 is checked. --sdist / --wheel use an
+already downloaded package instead of pip. The ImageNet backbones (AlexNet,
+VGG16) are not on PyPI: see jaxsr.pretrained.lpips / dists. Standard
+library only, so the metrics can import it cheaply.
 """
 
 import argparse
@@ -19,6 +26,7 @@ import sys
 import tarfile
 import tempfile
 from typing import Sequence
+import zipfile
 
 NIQE_REQUIREMENT = 'basicsr==1.4.2'
 NIQE_MEMBER = 'basicsr-1.4.2/basicsr/metrics/niqe_pris_params.npz'
@@ -27,6 +35,20 @@ NIQE_FILENAME = 'niqe_pris_params.npz'
 NIQE_SHA256 = (
     '2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296'
 )
+# Wheels with the official LPIPS / DISTS weights: {file: (member, SHA-256)}.
+LPIPS_REQUIREMENT = 'lpips==0.1.4'
+LPIPS_FILES = {
+    f'{net}.pth': (f'lpips/weights/v0.1/{net}.pth', sha)
+    for net, sha in (
+        ('alex', 'df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0'),
+        ('vgg', 'a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868'),
+        ('squeeze', '4a5350f23600cb79923ce65bb07cbf57dca461329894153e05a1346bd531cf76'),
+    )
+}
+DISTS_REQUIREMENT = 'dists-pytorch==0.1'
+DISTS_FILES = {'weights.pt': (
+    'DISTS_pytorch/weights.pt',
+    'f5e65c96230b7f6ca995691647d482237e4cab8a50c5c4a5784f219ef0748218')}
 # Larger members are refused: the real file is 11,850 bytes.
 _MAX_MEMBER_BYTES = 16 * 2**20
 
@@ -79,17 +101,7 @@ def extract_member(
     raise ValueError(
         f'{tar_path}: {member} has SHA-256 {_sha256(data)}, expected {sha256}'
     )
-  dest.parent.mkdir(parents=True, exist_ok=True)
-  # Write beside dest, then rename: a reader never sees a partial file.
-  fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.')
-  try:
-    with os.fdopen(fd, 'wb') as f:
-      f.write(data)
-    os.replace(tmp, dest)
-  except BaseException:
-    pathlib.Path(tmp).unlink(missing_ok=True)
-    raise
-  return dest
+  return _write_atomically(data, dest)
 
 
 def download_sdist(
@@ -117,6 +129,82 @@ def download_sdist(
         'https://pypi.org/project/basicsr/1.4.2/#files and pass --sdist.'
     )
   return tarballs[0]
+
+
+def _write_atomically(data: bytes, dest: pathlib.Path) -> pathlib.Path:
+  """Writes bytes beside dest, then renames: no reader sees a partial file."""
+  dest.parent.mkdir(parents=True, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f'.{dest.name}.')
+  try:
+    with os.fdopen(fd, 'wb') as f:
+      f.write(data)
+    os.replace(tmp, dest)
+  except BaseException:
+    pathlib.Path(tmp).unlink(missing_ok=True)
+    raise
+  return dest
+
+
+def extract_wheel_member(
+    wheel: str | os.PathLike,
+    member: str,
+    dest: str | os.PathLike,
+    sha256: str | None = None,
+) -> pathlib.Path:
+  """Copies one file of a wheel (a zip) to dest, checking size and SHA-256."""
+  wheel, dest = pathlib.Path(wheel), pathlib.Path(dest)
+  with zipfile.ZipFile(wheel) as zf:
+    try:
+      info = zf.getinfo(member)
+    except KeyError:
+      raise ValueError(f'{wheel} has no member {member}') from None
+    if info.file_size > _MAX_MEMBER_BYTES:
+      raise ValueError(
+          f'{wheel}: {member} is {info.file_size} bytes, more than the '
+          f'{_MAX_MEMBER_BYTES} expected at most'
+      )
+    data = zf.read(info)
+  if sha256 is not None and _sha256(data) != sha256:
+    raise ValueError(
+        f'{wheel}: {member} has SHA-256 {_sha256(data)}, expected {sha256}'
+    )
+  return _write_atomically(data, dest)
+
+
+def download_wheel(requirement: str, folder: str | os.PathLike
+                   ) -> pathlib.Path:
+  """Downloads the wheel of a pinned requirement into folder with pip."""
+  folder = pathlib.Path(folder)
+  command = [sys.executable, '-m', 'pip', 'download', '--no-deps',
+             '--only-binary', ':all:', requirement, '-d', str(folder)]
+  result = subprocess.run(command, capture_output=True, text=True, check=False)
+  wheels = sorted(folder.glob('*.whl'))
+  if result.returncode != 0 or len(wheels) != 1:
+    raise RuntimeError(
+        f'`{" ".join(command)}` failed (exit {result.returncode}, '
+        f'{len(wheels)} wheels):\n{result.stderr[-2000:]}\nDownload the '
+        f'{requirement} wheel from PyPI and pass --wheel.'
+    )
+  return wheels[0]
+
+
+def fetch_from_wheel(
+    requirement: str,
+    files: dict[str, tuple[str, str]],
+    dest_dir: str | os.PathLike,
+    wheel: str | os.PathLike | None = None,
+) -> list[pathlib.Path]:
+  """Extracts {name: (member, sha256)} of a wheel into dest_dir."""
+  dest_dir = pathlib.Path(dest_dir)
+
+  def extract(path):
+    return [extract_wheel_member(path, member, dest_dir / name, sha)
+            for name, (member, sha) in files.items()]
+
+  if wheel is not None:
+    return extract(wheel)
+  with tempfile.TemporaryDirectory(prefix='jaxsr-assets-') as tmp:
+    return extract(download_wheel(requirement, tmp))
 
 
 def fetch_niqe_params(
@@ -154,7 +242,21 @@ def main(argv: Sequence[str] | None = None) -> int:
       '--sdist', default=None,
       help='a downloaded basicsr-1.4.2.tar.gz to use instead of pip',
   )
+  wheels = {'lpips': (LPIPS_REQUIREMENT, LPIPS_FILES),
+            'dists': (DISTS_REQUIREMENT, DISTS_FILES)}
+  for name, (requirement, _) in wheels.items():
+    command = sub.add_parser(name, help=f'official weights from {requirement}')
+    command.add_argument('--dest', default=None,
+                         help=f'output folder (default {default_cache_dir()})')
+    command.add_argument('--wheel', default=None,
+                         help=f'a downloaded {requirement} wheel')
   args = parser.parse_args(argv)
+  if args.asset in wheels:
+    requirement, files = wheels[args.asset]
+    dest = pathlib.Path(args.dest or default_cache_dir()) / args.asset
+    for path in fetch_from_wheel(requirement, files, dest, args.wheel):
+      print(f'wrote {path}')
+    return 0
   path = fetch_niqe_params(args.dest, args.sdist)
   # This command's output: where the file went.
   print(f'wrote {path}')

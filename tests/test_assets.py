@@ -125,3 +125,44 @@ def test_main_with_a_local_sdist_gives_loadable_params(
     np.testing.assert_array_equal(
         params['cov_pris_param'], original['cov_pris_param']
     )
+
+
+def _make_wheel(path, members):
+  import zipfile  # pylint: disable=g-import-not-at-top
+  with zipfile.ZipFile(path, 'w') as zf:
+    for name, data in members.items():
+      zf.writestr(name, data)
+  return path
+
+
+def test_lpips_and_dists_weights_from_wheels(shared_data, tmp_path):
+  """The pinned SHA-256s are those of the official files (../shared/data);
+  the extracted files load as LPIPS / DISTS weights."""
+  from jaxsr.pretrained import dists as dists_import  # pylint: disable=g-import-not-at-top
+  from jaxsr.pretrained import lpips as lpips_import  # pylint: disable=g-import-not-at-top
+  lpips_wheel = _make_wheel(tmp_path / 'lpips.whl', {
+      member: (shared_data / 'lpips' / name).read_bytes()
+      for name, (member, _) in assets.LPIPS_FILES.items()})
+  dists_wheel = _make_wheel(tmp_path / 'dists.whl', {
+      'DISTS_pytorch/weights.pt':
+          (shared_data / 'dists' / 'weights.pt').read_bytes()})
+  assert assets.main(['lpips', '--dest', str(tmp_path / 'c'),
+                      '--wheel', str(lpips_wheel)]) == 0
+  assert assets.main(['dists', '--dest', str(tmp_path / 'c'),
+                      '--wheel', str(dists_wheel)]) == 0
+  lin = lpips_import.load_lin(tmp_path / 'c' / 'lpips' / 'alex.pth', 'alex')
+  assert len(lin) == 5
+  alpha, beta = dists_import.load_alpha_beta(
+      tmp_path / 'c' / 'dists' / 'weights.pt')
+  assert alpha.shape == beta.shape == (1475,)
+
+
+def test_wheel_member_with_wrong_hash_is_refused(tmp_path):
+  wheel = _make_wheel(tmp_path / 'x.whl',
+                      {'DISTS_pytorch/weights.pt': b'not the weights'})
+  with pytest.raises(ValueError, match='SHA-256'):
+    assets.main(['dists', '--dest', str(tmp_path / 'c'), '--wheel',
+                 str(wheel)])
+  assert not (tmp_path / 'c' / 'dists' / 'weights.pt').exists()
+  with pytest.raises(ValueError, match='no member'):
+    assets.extract_wheel_member(wheel, 'nope.pt', tmp_path / 'y')
