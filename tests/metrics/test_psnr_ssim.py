@@ -1,6 +1,7 @@
 """Tests of PSNR/SSIM/L1 against hand values, a brute-force SSIM, and the
 published bicubic x4 baselines (shared/research/metrics-conventions.md)."""
 
+import csv
 import math
 
 import numpy as np
@@ -12,6 +13,7 @@ from jaxsr.data import color
 from jaxsr.data import io
 from jaxsr.data.imresize import imresize
 from jaxsr.data.imresize import modcrop
+from jaxsr.metrics import psnr_ssim
 
 C1 = (0.01 * 255) ** 2
 C2 = (0.03 * 255) ** 2
@@ -168,3 +170,23 @@ def test_bicubic_x4_baseline(shared_data, name, count, rounded_y, gray_as_is,
   )
   assert mean_psnr == pytest.approx(expected[0], abs=0.005)
   assert mean_ssim == pytest.approx(expected[1], abs=0.0002)
+
+
+def test_iqa_calibration_psnr_and_ssim_rows(shared_data):
+  """IQA-PyTorch's listed values for five TID2013 pairs: its 'psnr' row is
+  RGB PSNR on the whole image, its 'ssim' row our SSIM on the rounded
+  0.299 R + 0.587 G + 0.114 B luma (MATLAB rgb2gray)."""
+  folder = shared_data / 'iqa-calibration'
+  with open(folder / 'results_official.csv') as f:
+    rows = {r['Method']: r for r in csv.DictReader(f)}
+  for name in ('I03', 'I04', 'I06', 'I08', 'I19'):
+    ref = io.read_image(folder / 'ref_dir' / f'{name}.bmp')
+    dist = io.read_image(folder / 'dist_dir' / f'{name}.bmp')
+    want_psnr = float(rows['psnr'][f'{name}.bmp'])
+    assert psnr_ssim.psnr_rgb(dist, ref, 0) == pytest.approx(want_psnr,
+                                                             abs=0.006)
+    luma = lambda im: np.round(im.astype(np.float64)
+                               @ np.array([0.299, 0.587, 0.114]))
+    want_ssim = float(rows['ssim'][f'{name}.bmp'])
+    assert psnr_ssim.ssim(luma(dist), luma(ref), 0) == pytest.approx(
+        want_ssim, abs=6e-5)
