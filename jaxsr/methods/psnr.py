@@ -31,11 +31,16 @@ class PSNRState:
 def build_generator(config) -> rrdbnet.RRDBNet:
   """The RRDBNet G described by config.model and config.scale."""
   base.check_keys(config.model, {'num_feat', 'num_block', 'num_grow_ch',
-                                 'bicubic_skip'}, 'model')
+                                 'bicubic_skip', 'dense', 'dtype', 'remat'},
+                  'model')
+  if config.model.dtype not in ('float32', 'bfloat16', 'float16'):
+    raise ValueError(f'config.model.dtype={config.model.dtype!r}; expected '
+                     "'float32', 'bfloat16' or 'float16'")
   return rrdbnet.RRDBNet(
       scale=config.scale, num_feat=config.model.num_feat,
       num_block=config.model.num_block, num_grow_ch=config.model.num_grow_ch,
-      bicubic_skip=config.model.bicubic_skip)
+      bicubic_skip=config.model.bicubic_skip, dense=config.model.dense,
+      dtype=jnp.dtype(config.model.dtype), remat=config.model.remat)
 
 
 def build_encoder(config) -> encoders.LSREncoder | None:
