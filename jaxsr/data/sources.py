@@ -15,7 +15,7 @@ SOURCES = ('folder', 'demo', 'tfds')
 KEYS = {'source', 'train_dir', 'train_lr_dir', 'val_dir', 'val_lr_dir',
         'tfds_name', 'tfds_data_dir', 'tfds_train_split', 'tfds_val_split',
         'hr_patch', 'batch_size', 'augment', 'num_threads', 'prefetch',
-        'max_val_images'}
+        'max_val_images', 'cache_dir'}
 
 
 def check(data_config) -> None:
@@ -61,7 +61,8 @@ def train_set(data_config, scale: int) -> datasets.Dataset:
     raise ValueError('config.data.train_dir is empty: point it at an HR folder '
                      '(e.g. DIV2K/DIV2K_train_HR)')
   return datasets.from_folders(data_config.train_dir, scale,
-                               data_config.train_lr_dir, min_size=patch)
+                               data_config.train_lr_dir, min_size=patch,
+                               cache_dir=data_config.get('cache_dir', ''))
 
 
 def val_set(data_config, scale: int) -> datasets.Dataset | None:

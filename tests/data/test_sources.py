@@ -67,3 +67,38 @@ def test_unknown_source_and_keys():
 def test_folder_source_needs_a_train_dir():
   with pytest.raises(ValueError, match='train_dir'):
     sources.train_set(_data_config(source='folder'), scale=4)
+
+
+def test_folder_cache_decodes_once_and_follows_edits(tmp_path):
+  """cache_dir: the first load writes an .npy, later loads memory-map it (same
+  pixels, same batches); editing the PNG makes a new cache entry."""
+  from jaxsr.data import datasets  # pylint: disable=g-import-not-at-top
+  from jaxsr.data import io  # pylint: disable=g-import-not-at-top
+  from jaxsr.data import pipeline  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(0)
+  hr_dir, cache = tmp_path / 'hr', tmp_path / 'cache'
+  hr_dir.mkdir()
+  for i in range(2):
+    io.write_image(hr_dir / f'{i}.png',
+                   rng.integers(0, 256, (70, 66, 3), np.uint8))
+  config = _data_config(source='folder', train_dir=str(hr_dir),
+                        cache_dir=str(cache))
+  cached = sources.train_set(config, 4)
+  plain = datasets.from_folders(str(hr_dir), 4)
+  first = cached.load_hr(0)
+  assert len(list(cache.glob('*.npy'))) == 1
+  again = cached.load_hr(0)
+  assert isinstance(again.base, np.memmap) or isinstance(again, np.memmap)
+  np.testing.assert_array_equal(again, plain.load_hr(0))
+  np.testing.assert_array_equal(first, again)
+  kwargs = dict(scale=4, hr_patch=32, batch_size=2, seed=3, num_threads=2)
+  a, b = (pipeline.TrainBatches(ds, **kwargs) for ds in (cached, plain))
+  batch_a, batch_b = next(a), next(b)
+  a.close()
+  b.close()
+  for k in ('lr', 'hr'):
+    np.testing.assert_array_equal(batch_a[k], batch_b[k])
+  edited = rng.integers(0, 256, (80, 64, 3), np.uint8)
+  io.write_image(hr_dir / '0.png', edited)
+  np.testing.assert_array_equal(cached.load_hr(0), edited)
+  assert len(list(cache.glob('0-*.npy'))) == 2
