@@ -1,0 +1,15 @@
+"""PyTorch twins (NCHW) of jaxsr's networks and training steps, for benchmarks.
+
+Benchmark-only: PyTorch is the `bench` extra and never a jaxsr dependency.
+Each twin module names its submodules after the Flax parameter tree of its
+jaxsr counterpart, so `params.load_flax` copies jaxsr parameters into it
+(HWIO kernels -> OIHW weights, Dense kernels transposed) and the twin is
+then the same function (`check.py` measures the forward difference).
+
+  generators.py  RRDBNet (BasicSR layout), SRResNet without BN
+  critics.py     ESRGAN VGG-style discriminator, SAN-SR critic
+  features.py    VGG19 feature extractor, LSRGAN's encoder L, contextual loss
+  steps.py       the PSNR, ESRGAN/LSRGAN family and SAN-SR training steps
+  params.py      Flax param tree -> twin module
+  check.py       forward and first-step agreement with jaxsr (needs jax)
+"""
