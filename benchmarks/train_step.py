@@ -3,6 +3,7 @@
   python benchmarks/train_step.py                  # paper-size networks
   python benchmarks/train_step.py --quick --check  # demo sizes, twin checked
   python benchmarks/train_step.py --only rrdb_psnr --repeats 5 --json out.json
+  python benchmarks/train_step.py --only rrdb_psnr --set model.dense=fused
 
 Prints a header line with the measured f32 matmul peak (n x n, both
 frameworks) and a Markdown table: per configuration the JAX compile time,
@@ -46,7 +47,23 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIGS = ('rrdb_psnr', 'esrgan', 'lsrgan', 'clsrgan', 'san_sr')
 
 
-def load_config(name: str, arg: str | None, batch_size: int):
+def apply_overrides(config, overrides) -> None:
+  """--set section.key=value pairs, the value parsed like the config's own."""
+  for item in overrides or ():
+    key, _, value = item.partition('=')
+    *path, leaf = key.split('.')
+    node = config
+    for part in path:
+      node = node[part]
+    if leaf not in node:
+      raise ValueError(f'--set {item}: the config has no {key}')
+    old = node[leaf]
+    node[leaf] = (value.lower() in ('1', 'true') if isinstance(old, bool)
+                  else type(old)(value))
+
+
+def load_config(name: str, arg: str | None, batch_size: int,
+                overrides=()):
   """The experiment's config with random VGG weights and no warm-up."""
   spec = importlib.util.spec_from_file_location(
       name, REPO / 'experiments' / f'{name}.py')
@@ -58,6 +75,7 @@ def load_config(name: str, arg: str | None, batch_size: int):
     config.perceptual.weights = 'random'  # Speed does not need weights.
     config.psnr_warmup_steps = 0
   config.data.batch_size = batch_size
+  apply_overrides(config, overrides)
   return config
 
 
@@ -179,7 +197,8 @@ def check(name, config, jax_step: JaxStep, torch_step: TorchStep, batch):
 def run(name: str, args, jax_device, torch_device,
         torch_note: str) -> tuple[dict, list]:
   """Times one config; returns its row and any --check failures."""
-  config = load_config(name, 'demo' if args.quick else None, args.batch)
+  config = load_config(name, 'demo' if args.quick else None, args.batch,
+                       args.set)
   batch = make_batch(config, args.batch)
   with jax.default_device(jax_device):
     jax_step = JaxStep(config, batch, jax_device)
@@ -267,6 +286,8 @@ def main():
   parser.add_argument('--torch_threads', type=int, default=os.cpu_count(),
                       help='torch intra-op threads (default: all CPUs)')
   parser.add_argument('--json', default=None, help='write the rows here')
+  parser.add_argument('--set', action='append', metavar='KEY=VALUE',
+                      help='config override, e.g. model.dense=fused')
   args = parser.parse_args()
   if args.repeats < 1:
     parser.error(f'--repeats must be >= 1, got {args.repeats}')

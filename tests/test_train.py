@@ -130,3 +130,27 @@ def test_unknown_config_key_is_named():
   config.train.bogus = 1
   with pytest.raises(ValueError, match='bogus'):
     train.train_and_evaluate(config, '/tmp/unused')
+
+
+def test_training_compiles_the_step_once(tmp_path, monkeypatch):
+  """Evals and checkpoints between steps never retrace the jitted step."""
+  import chex  # pylint: disable=g-import-not-at-top
+  build = methods.build
+  traces = []
+
+  def counting_build(config):
+    method = build(config)
+
+    def step(*args):
+      traces.append(1)  # Runs once per trace, never per call.
+      return method.train_step(*args)
+
+    return dataclasses.replace(
+        method, train_step=chex.assert_max_traces(step, n=1))
+
+  monkeypatch.setattr(methods, 'build', counting_build)
+  state = train.train_and_evaluate(
+      tiny_config(num_steps=5, eval_every=2, checkpoint_every=2),
+      str(tmp_path / 'w'))
+  assert int(state.step) == 5
+  assert len(traces) == 1

@@ -68,23 +68,54 @@ def _init(rng, *, g, l, tx, hr_patch, scale):
                    l_opt_state=tx.init(l_params))
 
 
-def _l1_update(params, opt_state, tx, apply_fn, inputs, target):
-  def loss_fn(p):
-    return pixel.l1(apply_fn({'params': p}, inputs), target)
-  loss, grads = jax.value_and_grad(loss_fn)(params)
+def microbatched(x: jax.Array, m: int) -> jax.Array:
+  """(B, ...) -> (m, B/m, ...), micro-batch j = samples j, j + m, j + 2m ...
+
+  Interleaved so that a batch sharded contiguously over devices stays
+  sharded on the B/m axis: every micro-batch is split over all devices.
+  """
+  b = x.shape[0]
+  if b % m:
+    raise ValueError(f'batch {b} is not divisible into {m} micro-batches')
+  return jnp.swapaxes(x.reshape(b // m, m, *x.shape[1:]), 0, 1)
+
+
+def _l1_update(params, opt_state, tx, apply_fn, inputs, target,
+               microbatches: int = 1):
+  """One Adam step on the batch-mean L1; with microbatches > 1 the gradient
+  is the mean of equal micro-batch gradients (the same value), computed one
+  micro-batch after the other: smaller activations, which XLA:CPU runs
+  faster per image (benchmarks/RESULTS.md)."""
+  def loss_fn(p, x, y):
+    return pixel.l1(apply_fn({'params': p}, x), y)
+  if microbatches == 1:
+    loss, grads = jax.value_and_grad(loss_fn)(params, inputs, target)
+  else:
+    def body(carry, xy):
+      loss, grads = jax.value_and_grad(loss_fn)(params, *xy)
+      return jax.tree.map(jnp.add, carry, (loss, grads)), None
+    zero = (jnp.zeros((), jnp.float32), jax.tree.map(jnp.zeros_like, params))
+    # Unrolled: XLA:CPU runs a rolled while loop of this body far slower.
+    (loss, grads), _ = jax.lax.scan(
+        body, zero, (microbatched(inputs, microbatches),
+                     microbatched(target, microbatches)), unroll=True)
+    loss, grads = jax.tree.map(lambda v: v / microbatches, (loss, grads))
   updates, opt_state = tx.update(grads, opt_state, params)
   return optax.apply_updates(params, updates), opt_state, loss
 
 
-def _train_step(state, batch, rng, constants, *, g, l, tx, lr_schedule):
+def _train_step(state, batch, rng, constants, *, g, l, tx, lr_schedule,
+                microbatches=1):
   del rng, constants  # L1 only: nothing random, no frozen networks.
   g_params, g_opt_state, g_l1 = _l1_update(
-      state.g_params, state.g_opt_state, tx, g.apply, batch['lr'], batch['hr'])
+      state.g_params, state.g_opt_state, tx, g.apply, batch['lr'], batch['hr'],
+      microbatches)
   metrics = {'g_l1': g_l1, 'learning_rate': lr_schedule(state.step)}
   l_params, l_opt_state = state.l_params, state.l_opt_state
   if l is not None:
     l_params, l_opt_state, l_l1 = _l1_update(
-        l_params, l_opt_state, tx, l.apply, batch['hr'], batch['lr'])
+        l_params, l_opt_state, tx, l.apply, batch['hr'], batch['lr'],
+        microbatches)
     metrics['l_l1'] = l_l1
   state = state.replace(step=state.step + 1, g_params=g_params,
                         g_opt_state=g_opt_state, l_params=l_params,
@@ -99,7 +130,15 @@ def _predict(state, lr, *, g):
 def build(config) -> base.Method:
   """Builds the PSNR pre-training method from config.{scale,model,encoder,optim}."""
   base.check_keys(config.optim, {'lr', 'b1', 'b2', 'eps', 'decay_every',
-                                 'decay_factor', 'milestones'}, 'optim')
+                                 'decay_factor', 'milestones',
+                                 'microbatch_size'}, 'optim')
+  size = int(config.optim.get('microbatch_size', 0))
+  batch = config.data.batch_size
+  if size < 0 or (size and batch % size):
+    raise ValueError(
+        f'config.optim.microbatch_size={size} must be 0 (whole batch) or '
+        f'divide config.data.batch_size={batch}')
+  microbatches = batch // size if size else 1
   g = build_generator(config)
   l = build_encoder(config)
   lr_schedule = base.schedule(config.optim)
@@ -108,6 +147,7 @@ def build(config) -> base.Method:
       init=functools.partial(_init, g=g, l=l, tx=tx,
                              hr_patch=config.data.hr_patch, scale=config.scale),
       train_step=functools.partial(_train_step, g=g, l=l, tx=tx,
-                                   lr_schedule=lr_schedule),
+                                   lr_schedule=lr_schedule,
+                                   microbatches=microbatches),
       predict=functools.partial(_predict, g=g),
       init_fields=('g_params', 'l_params'))
