@@ -61,6 +61,10 @@ def test_evaluate_model_and_bicubic(tiny_workdir, tmp_path):
     assert means['num_images'] == 2
   assert 'Set2 PSNR' in table
   assert (tmp_path / 'out' / 'Set2_bicubic.csv').read_text().startswith('name,')
+  # One command gives the table and the zoomed-crop grid of a trained model:
+  # a header strip, then one row per image of bicubic | model | HR.
+  grid = np.asarray(Image.open(tmp_path / 'out' / 'Set2_crops.png'))
+  assert grid.shape[0] == 16 + 2 * 192 + 4
 
 
 def test_evaluate_cli_json(tmp_path):
