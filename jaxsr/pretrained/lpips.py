@@ -30,6 +30,7 @@ from jaxsr.metrics import lpips as lpips_metric
 from jaxsr.models import alexnet as alexnet_model
 from jaxsr.pretrained import canonical
 from jaxsr.pretrained import torch_pickle
+from jaxsr.pretrained import torchvision
 from jaxsr.pretrained import vgg as vgg_import
 from jaxsr.pretrained import weights as weight_files
 
@@ -50,7 +51,6 @@ WHERE_TO_GET = {
 }
 
 _LIN_KEY = re.compile(r'^lin(\d+)\.model\.([01])\.weight$')
-_FEATURE_KEY = re.compile(r'^(.*?)features\.(\d+)\.(\w+)$')
 
 
 def lin_from_state_dict(
@@ -110,42 +110,9 @@ def alexnet_from_torchvision(
     state_dict: Mapping[str, np.ndarray],
 ) -> dict[str, dict[str, np.ndarray]]:
   """torchvision alexnet state dict (`features.{n}.*`) -> AlexNet params."""
-  found = {}
-  prefixes = set()
-  for key, value in state_dict.items():
-    match = _FEATURE_KEY.match(key)
-    if match:
-      prefix, index, kind = match.groups()
-      prefixes.add(prefix)
-      found[int(index), kind] = np.asarray(value)
-  if not found or len(prefixes) > 1:
-    raise ValueError(
-        'expected torchvision AlexNet keys features.{n}.weight/bias (one '
-        f'common prefix), found prefixes {sorted(prefixes)} among keys '
-        f'{list(state_dict)[:8]}'
-    )
-  index = alexnet_model.TORCHVISION_INDEX
-  got = sorted({n for n, _ in found})
-  if got != sorted(index.values()):
-    raise ValueError(
-        f'torchvision AlexNet has convs at features {sorted(index.values())}'
-        f', found weights at {got}'
-    )
-  params = {}
-  for name, n in index.items():
-    if (n, 'weight') not in found or (n, 'bias') not in found:
-      raise ValueError(f'features.{n} ({name}) needs both weight and bias')
-    weight = found[n, 'weight']
-    if weight.ndim != 4:
-      raise ValueError(
-          f'features.{n}.weight ({name}) must be OIHW, found {weight.shape}'
-      )
-    params[name] = {
-        'kernel': np.ascontiguousarray(
-            weight.astype(np.float32).transpose(2, 3, 1, 0)
-        ),
-        'bias': found[n, 'bias'].astype(np.float32),
-    }
+  found = torchvision.read_features(state_dict, 'AlexNet')
+  params = torchvision.conv_params(found, alexnet_model.TORCHVISION_INDEX,
+                                   'AlexNet')
   _check_alexnet(params, 'torchvision state dict')
   return params
 

@@ -17,7 +17,6 @@ features). The first convs of VGG16 are also the trunk of the LSR encoder
 
 import os
 import pathlib
-import re
 from typing import Any, Mapping
 
 import numpy as np
@@ -27,10 +26,10 @@ from jaxsr.models import vgg as vgg_model
 from jaxsr.pretrained import canonical
 from jaxsr.pretrained import keras_h5
 from jaxsr.pretrained import torch_pickle
+from jaxsr.pretrained import torchvision
 
 Params = dict[str, dict[str, np.ndarray]]
 
-_FEATURE_KEY = re.compile(r'^(.*?)features\.(\d+)\.(\w+)$')
 
 
 def _check_params(params: Mapping[str, Any], depth: int, source: str) -> None:
@@ -58,36 +57,12 @@ def vgg_from_torchvision(
     state_dict: Mapping[str, np.ndarray], depth: int
 ) -> Params:
   """torchvision vgg{depth} state dict (`features.{n}.*`) -> VGG params."""
-  found = {}
-  prefixes = set()
-  for key, value in state_dict.items():
-    match = _FEATURE_KEY.match(key)
-    if match:
-      prefix, index, kind = match.groups()
-      prefixes.add(prefix)
-      found[int(index), kind] = np.asarray(value)
-  if not found or len(prefixes) > 1:
-    raise ValueError(
-        'expected torchvision VGG keys features.{n}.weight/bias (one common '
-        f'prefix), found prefixes {sorted(prefixes)} among keys '
-        f'{list(state_dict)[:8]}'
-    )
+  found = torchvision.read_features(state_dict, 'VGG')
   if any(kind.startswith('running') for _, kind in found):
     raise ValueError('batch-norm VGG (vgg*_bn) weights are not supported')
-  index = vgg_model.torchvision_index(depth)
-  got = sorted({n for n, _ in found})
-  if got != sorted(index.values()):
-    raise ValueError(
-        f'torchvision VGG{depth} has convs at features {sorted(index.values())}'
-        f', found weights at {got} (VGG16 and VGG19 differ from index 16 on)'
-    )
-  params = {}
-  for name, n in index.items():
-    weight = found[n, 'weight'].astype(np.float32)
-    params[name] = {
-        'kernel': np.ascontiguousarray(weight.transpose(2, 3, 1, 0)),
-        'bias': found[n, 'bias'].astype(np.float32),
-    }
+  params = torchvision.conv_params(
+      found, vgg_model.torchvision_index(depth), f'VGG{depth}',
+      ' (VGG16 and VGG19 differ from index 16 on)')
   _check_params(params, depth, 'torchvision state dict')
   return params
 
