@@ -38,9 +38,6 @@ NUM_CHANNELS = sum(STAGE_CHANNELS)  # 1475, the length of alpha and beta.
 # keeps the gradient finite where a ReLU map is all zero.
 L2POOL_EPS = 1e-12
 
-# torchvision VGG init: kaiming_normal_(mode='fan_out', nonlinearity='relu').
-_kernel_init = nn.initializers.variance_scaling(2.0, 'fan_out', 'normal')
-
 
 def l2pool_filter() -> np.ndarray:
   """The 3x3 L2-pooling window: outer(h, h) / sum, h = hanning(5)[1:-1]."""
@@ -99,16 +96,7 @@ class DistsVGG(nn.Module):
     h = h.astype(self.dtype)
     for name in layer_names():
       if name.startswith('conv'):
-        h = nn.Conv(
-            vgg.conv_width(name),
-            (3, 3),
-            padding=((1, 1), (1, 1)),
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            kernel_init=_kernel_init,
-            bias_init=nn.initializers.zeros,
-            name=name,
-        )(h)
+        h = vgg.conv(name, self.dtype)(h)
       elif name.startswith('relu'):
         h = nn.relu(h)
       else:

@@ -72,6 +72,20 @@ def torchvision_index(depth: int) -> dict[str, int]:
   return {name: n for n, name in enumerate(names) if name.startswith('conv')}
 
 
+def conv(name: str, dtype: DTypeLike) -> nn.Conv:
+  """torchvision VGG's conv `convB_K`: 3x3, zero padding 1, its init."""
+  return nn.Conv(
+      conv_width(name),
+      (3, 3),
+      padding=((1, 1), (1, 1)),
+      dtype=dtype,
+      param_dtype=jnp.float32,
+      kernel_init=_kernel_init,
+      bias_init=nn.initializers.zeros,
+      name=name,
+  )
+
+
 class VGG(nn.Module):
   """VGG16/19 features: (N, H, W, 3) RGB in [0, 1] -> {layer: (N, h, w, C)}."""
 
@@ -114,16 +128,7 @@ class VGG(nn.Module):
     out = {}
     for name in names[: last + 1]:
       if name.startswith('conv'):
-        x = nn.Conv(
-            conv_width(name),
-            (3, 3),
-            padding=((1, 1), (1, 1)),
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            kernel_init=_kernel_init,
-            bias_init=nn.initializers.zeros,
-            name=name,
-        )(x)
+        x = conv(name, self.dtype)(x)
       elif name.startswith('relu'):
         x = nn.relu(x)
       else:
