@@ -91,16 +91,9 @@ def extract_member(
       raise ValueError(
           f'{tar_path}: {member} is not a regular file (type {info.type!r})'
       )
-    if info.size > _MAX_MEMBER_BYTES:
-      raise ValueError(
-          f'{tar_path}: {member} is {info.size} bytes, more than the '
-          f'{_MAX_MEMBER_BYTES} expected at most'
-      )
+    _check_size(tar_path, member, info.size)
     data = tar.extractfile(info).read()
-  if sha256 is not None and _sha256(data) != sha256:
-    raise ValueError(
-        f'{tar_path}: {member} has SHA-256 {_sha256(data)}, expected {sha256}'
-    )
+  _check_sha256(tar_path, member, data, sha256)
   return _write_atomically(data, dest)
 
 
@@ -113,22 +106,45 @@ def download_sdist(
   requirements (torch) just to read its metadata, and fail without them; the
   metadata step then only needs setuptools in this environment.
   """
+  return _pip_download(
+      ['--no-binary', ':all:', '--no-build-isolation', requirement], folder,
+      '*.tar.gz', 'tarballs',
+      f'Download {requirement.replace("==", "-")}.tar.gz from '
+      'https://pypi.org/project/basicsr/1.4.2/#files and pass --sdist.')
+
+
+def _check_size(archive: pathlib.Path, member: str, size: int) -> None:
+  """Refuses members larger than any asset we fetch."""
+  if size > _MAX_MEMBER_BYTES:
+    raise ValueError(
+        f'{archive}: {member} is {size} bytes, more than the '
+        f'{_MAX_MEMBER_BYTES} expected at most'
+    )
+
+
+def _check_sha256(archive: pathlib.Path, member: str, data: bytes,
+                  sha256: str | None) -> None:
+  """Raises ValueError when data does not have the pinned SHA-256."""
+  if sha256 is not None and _sha256(data) != sha256:
+    raise ValueError(
+        f'{archive}: {member} has SHA-256 {_sha256(data)}, expected {sha256}'
+    )
+
+
+def _pip_download(args: list[str], folder: str | os.PathLike, pattern: str,
+                  kind: str, hint: str) -> pathlib.Path:
+  """`pip download --no-deps ARGS -d folder`; the one file matching pattern."""
   folder = pathlib.Path(folder)
-  command = [
-      sys.executable, '-m', 'pip', 'download', '--no-deps',
-      '--no-binary', ':all:', '--no-build-isolation', requirement,
-      '-d', str(folder),
-  ]
+  command = [sys.executable, '-m', 'pip', 'download', '--no-deps', *args,
+             '-d', str(folder)]
   result = subprocess.run(command, capture_output=True, text=True, check=False)
-  tarballs = sorted(folder.glob('*.tar.gz'))
-  if result.returncode != 0 or len(tarballs) != 1:
+  found = sorted(folder.glob(pattern))
+  if result.returncode != 0 or len(found) != 1:
     raise RuntimeError(
         f'`{" ".join(command)}` failed (exit {result.returncode}, '
-        f'{len(tarballs)} tarballs):\n{result.stderr[-2000:]}\nDownload '
-        f'{requirement.replace("==", "-")}.tar.gz from '
-        'https://pypi.org/project/basicsr/1.4.2/#files and pass --sdist.'
+        f'{len(found)} {kind}):\n{result.stderr[-2000:]}\n{hint}'
     )
-  return tarballs[0]
+  return found[0]
 
 
 def _write_atomically(data: bytes, dest: pathlib.Path) -> pathlib.Path:
@@ -158,34 +174,18 @@ def extract_wheel_member(
       info = zf.getinfo(member)
     except KeyError:
       raise ValueError(f'{wheel} has no member {member}') from None
-    if info.file_size > _MAX_MEMBER_BYTES:
-      raise ValueError(
-          f'{wheel}: {member} is {info.file_size} bytes, more than the '
-          f'{_MAX_MEMBER_BYTES} expected at most'
-      )
+    _check_size(wheel, member, info.file_size)
     data = zf.read(info)
-  if sha256 is not None and _sha256(data) != sha256:
-    raise ValueError(
-        f'{wheel}: {member} has SHA-256 {_sha256(data)}, expected {sha256}'
-    )
+  _check_sha256(wheel, member, data, sha256)
   return _write_atomically(data, dest)
 
 
 def download_wheel(requirement: str, folder: str | os.PathLike
                    ) -> pathlib.Path:
   """Downloads the wheel of a pinned requirement into folder with pip."""
-  folder = pathlib.Path(folder)
-  command = [sys.executable, '-m', 'pip', 'download', '--no-deps',
-             '--only-binary', ':all:', requirement, '-d', str(folder)]
-  result = subprocess.run(command, capture_output=True, text=True, check=False)
-  wheels = sorted(folder.glob('*.whl'))
-  if result.returncode != 0 or len(wheels) != 1:
-    raise RuntimeError(
-        f'`{" ".join(command)}` failed (exit {result.returncode}, '
-        f'{len(wheels)} wheels):\n{result.stderr[-2000:]}\nDownload the '
-        f'{requirement} wheel from PyPI and pass --wheel.'
-    )
-  return wheels[0]
+  return _pip_download(
+      ['--only-binary', ':all:', requirement], folder, '*.whl', 'wheels',
+      f'Download the {requirement} wheel from PyPI and pass --wheel.')
 
 
 def fetch_from_wheel(
