@@ -14,9 +14,9 @@ and prefetch, on two sources built by the same code as `jaxsr.data.sources`:
   from the demo set resized to 2040x1356 plus sensor-like noise, so the files
   compress like DIV2K's ~4-5 MB PNGs). This path decodes the whole PNG for
   every sample.
-A third row, 'npy cache', is NOT the current code path: the same images
-decoded once into uncompressed .npy files read by memory map, i.e. what a
-decode cache would give (a proposal, not in jaxsr).
+A third row, 'folder + cache_dir', is the same folder with
+`config.data.cache_dir` set (each image decoded once into an .npy, then
+memory-mapped); its cache is filled before timing.
 
 Per row: wall images/s, process CPU seconds per image (all threads), the
 cores kept busy (their product: below the core count when the GIL or the
@@ -31,7 +31,6 @@ machine are noisy.
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -42,13 +41,12 @@ import time
 import numpy as np
 from PIL import Image
 
-from jaxsr.data import datasets
 from jaxsr.data import demo
-from jaxsr.data import imresize
 from jaxsr.data import pipeline
 from jaxsr.data import sources
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+import configs  # benchmarks/configs.py, beside this script.
+
 
 # (row name, experiment file, seconds per step at batch 4 on this 2-core CPU,
 # from benchmarks/train_step.py on the paper-size networks).
@@ -62,11 +60,7 @@ REFERENCE_BATCH = 4
 
 def load_config(name: str):
   """get_config() of experiments/<name>.py (the paper variant)."""
-  spec = importlib.util.spec_from_file_location(
-      name, REPO / 'experiments' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(None)
+  return configs.experiment(name)
 
 
 def make_div2k_like(folder: str, count: int, height: int, width: int,
@@ -92,26 +86,18 @@ def make_div2k_like(folder: str, count: int, height: int, width: int,
   return paths
 
 
-def npy_cache(paths: list[str], folder: str, scale: int) -> datasets.Dataset:
-  """The proposal: each image decoded once to .npy, read back by memory map."""
-  names, sizes, files = [], [], []
-  for p in paths:
-    hr = imresize.modcrop(np.asarray(Image.open(p).convert('RGB')), scale)
-    f = os.path.join(folder, os.path.basename(p) + '.npy')
-    np.save(f, hr)
-    names.append(os.path.basename(p))
-    sizes.append(hr.shape[:2])
-    files.append(f)
-  return datasets.Dataset(names=names, sizes=sizes,
-                          load_hr=lambda i: np.load(files[i], mmap_mode='r'))
-
-
-def source_dataset(data_config, scale: int, source: str, train_dir: str = ''):
-  """The training set exactly as jaxsr.data.sources builds it."""
+def source_dataset(data_config, scale: int, source: str, train_dir: str = '',
+                   cache_dir: str = ''):
+  """The training set exactly as jaxsr.data.sources builds it; a cache_dir
+  is filled (every image loaded once) before it is returned."""
   data_config = data_config.copy_and_resolve_references()
   data_config.unlock()
-  data_config.update(source=source, train_dir=train_dir)
-  return sources.train_set(data_config, scale)
+  data_config.update(source=source, train_dir=train_dir, cache_dir=cache_dir)
+  dataset = sources.train_set(data_config, scale)
+  if cache_dir:
+    for i in range(len(dataset)):
+      dataset.load_hr(i)
+  return dataset
 
 
 def pipeline_rate(dataset, data_config, scale: int, batches: int) -> dict:
@@ -197,8 +183,6 @@ def main():
           f'DIV2K train HR averages ~4.4 MB) in '
           f'{time.perf_counter() - t0:.0f} s')
     cache_dir = os.path.join(tmp, 'npy')
-    os.makedirs(cache_dir)
-    cached = npy_cache(paths, cache_dir, 4)  # Every paper config is x4.
     for name, experiment, _ in CONFIGS:
       config = load_config(experiment)
       data, scale = config.data, config.scale
@@ -208,7 +192,8 @@ def main():
       consumed = data.batch_size / step
       sets = (('demo', source_dataset(data, scale, 'demo')),
               ('folder', source_dataset(data, scale, 'folder', tmp)),
-              ('npy cache (proposal)', cached))
+              ('folder + cache_dir',
+               source_dataset(data, scale, 'folder', tmp, cache_dir)))
       for source, dataset in sets:
         r = pipeline_rate(dataset, data, scale, num_batches)
         cpu_per_step = r['cpu_s_per_image'] * data.batch_size
@@ -223,6 +208,7 @@ def main():
     samples = max(num_images, 6 if args.quick else 20)
     results['breakdown_folder'] = breakdown(folder_set, data.hr_patch, 4,
                                             samples)
+    cached = source_dataset(data, 4, 'folder', tmp, cache_dir)
     results['breakdown_npy'] = breakdown(cached, data.hr_patch, 4, samples)
 
   print(f'\n{os.cpu_count()} CPU cores (1-min load average {load0:.1f} at '
@@ -246,13 +232,13 @@ def main():
   stages = list(results['breakdown_folder'])
   print('| source | ' + ' | '.join(stages) + ' |')
   print('|---|' + '---|' * len(stages))
-  for label, key in (('folder (current)', 'breakdown_folder'),
-                     ('npy cache (proposal)', 'breakdown_npy')):
+  for label, key in (('folder', 'breakdown_folder'),
+                     ('folder + cache_dir', 'breakdown_npy')):
     print(f'| {label} | ' + ' | '.join(
         f'{results[key][s]:.1f}' for s in stages) + ' |')
   worst = min(r['images_per_s'] / r['consumed_images_per_s'] for r in rows
-              if 'proposal' not in r['source'])
-  print(f'\nOn this CPU the current pipeline delivers at least {worst:.0f}x '
+              if 'cache' not in r['source'])
+  print(f'\nOn this CPU the pipeline without a cache delivers at least {worst:.0f}x '
         'what the step consumes (it runs in threads beside the step, so its '
         'cost is the CPU share column). An accelerator step faster than '
         '1 / (pipeline steps/s) would wait on it.')

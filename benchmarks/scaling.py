@@ -26,7 +26,6 @@ real devices (GPUs, a TPU slice).
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -35,22 +34,14 @@ import subprocess
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+import configs  # benchmarks/configs.py, beside this script.
+
 CONFIGS = (('rrdb_psnr', 'demo'), ('lsrgan', 'demo'))
 
 
 def load_config(name: str, arg: str | None):
   """experiments/<name>.py:arg with the GAN step from step 0 (no warm-up)."""
-  spec = importlib.util.spec_from_file_location(
-      name, REPO / 'experiments' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
-  config.unlock()
-  if 'perceptual' in config:
-    config.perceptual.weights = 'random'  # Speed does not need weights.
-    config.psnr_warmup_steps = 0  # Time the GAN step, not the warm-up.
-  return config
+  return configs.for_speed(configs.experiment(name, arg))
 
 
 def child(per_device_batch: int, repeats: int, names: list[str]) -> list:

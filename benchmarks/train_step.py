@@ -19,7 +19,6 @@ read n/a. `--device gpu` runs both on the first GPU (jax gpu + torch cuda).
 """
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -34,6 +33,8 @@ import numpy as np
 from jaxsr import methods
 from jaxsr import train
 
+import configs  # benchmarks/configs.py, beside this script.
+
 try:
   import torch
   from torch_twin import check as twin_check
@@ -42,7 +43,6 @@ except ImportError as e:  # PyTorch is the optional `bench` extra.
   torch = None
   _TORCH_MISSING = f'PyTorch not importable ({e})'
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
 # RRDBNet PSNR step; ESRGAN / LSRGAN / CLSRGAN D+G(+L) steps; SAN-SR step.
 CONFIGS = ('rrdb_psnr', 'esrgan', 'lsrgan', 'clsrgan', 'san_sr')
 
@@ -65,15 +65,7 @@ def apply_overrides(config, overrides) -> None:
 def load_config(name: str, arg: str | None, batch_size: int,
                 overrides=()):
   """The experiment's config with random VGG weights and no warm-up."""
-  spec = importlib.util.spec_from_file_location(
-      name, REPO / 'experiments' / f'{name}.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
-  config.unlock()
-  if 'perceptual' in config:
-    config.perceptual.weights = 'random'  # Speed does not need weights.
-    config.psnr_warmup_steps = 0
+  config = configs.for_speed(configs.experiment(name, arg))
   config.data.batch_size = batch_size
   apply_overrides(config, overrides)
   return config

@@ -45,17 +45,14 @@ import time
 import numpy as np
 from PIL import Image
 
+import configs  # benchmarks/configs.py, beside this script.
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def load_config(arg: str | None):
   """experiments/rrdb_psnr.py:arg (the paper's RRDBNet, or the demo's)."""
-  spec = importlib.util.spec_from_file_location(
-      'rrdb_psnr', REPO / 'experiments' / 'rrdb_psnr.py')
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config(arg)
-  config.unlock()
+  config = configs.experiment('rrdb_psnr', arg)
   config.model.bicubic_skip = False  # Random weights must reach the output.
   return config
 
