@@ -79,7 +79,7 @@ def make_batch(config, batch_size: int) -> dict[str, np.ndarray]:
           'hr': rng.random((batch_size, p, p, 3), np.float32)}
 
 
-def _median_s(fn, repeats: int) -> float:
+def median_s(fn, repeats: int) -> float:
   """Median wall seconds of fn() over repeats calls, after one warm-up."""
   fn()
   times = []
@@ -97,7 +97,7 @@ def matmul_peak(n: int, repeats: int, jax_device, torch_device) -> dict:
   flop = 2.0 * n**3
   ja, jb = jax.device_put(a, jax_device), jax.device_put(b, jax_device)
   mm = jax.jit(jnp.matmul)
-  out = {'jax': flop / _median_s(
+  out = {'jax': flop / median_s(
       lambda: mm(ja, jb).block_until_ready(), repeats) / 1e9, 'torch': None}
   if torch is not None and torch_device is not None:
     ta = torch.from_numpy(a).to(torch_device)
@@ -107,7 +107,7 @@ def matmul_peak(n: int, repeats: int, jax_device, torch_device) -> dict:
       torch.mm(ta, tb)
       _sync(torch_device)
 
-    out['torch'] = flop / _median_s(torch_mm, repeats) / 1e9
+    out['torch'] = flop / median_s(torch_mm, repeats) / 1e9
   return out
 
 

@@ -15,6 +15,7 @@ from jaxsr import methods
 from jaxsr import report
 from jaxsr import scoring
 from jaxsr import sharding
+from jaxsr import xla_flags
 from jaxsr.data import datasets
 from jaxsr.data import pipeline
 from jaxsr.data import sources
@@ -156,6 +157,11 @@ def train_and_evaluate(config, workdir: str):
   num_steps = config.train.num_steps
   logging.info('%s on %d device(s), steps %d..%d', config.method,
                mesh.devices.size, start, num_steps)
+  if jax.default_backend() == 'cpu' and xla_flags.cpu_convs_use_ynn():
+    logging.warning(
+        'XLA:CPU hands convolutions to YNNPACK here, several times slower for '
+        'these networks: JAX started before jaxsr was imported, or XLA_FLAGS '
+        'sets --%s (see jaxsr/xla_flags.py).', xla_flags.YNN_FLAG)
 
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
   constants = jax.device_put(method.constants(), repl)

@@ -1,0 +1,95 @@
+"""Winograd F(2x2/4x4, 3x3) against brute-force correlation sums in numpy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxsr.models import winograd
+
+SPECS = [winograd.F2X3, winograd.F4X3]
+
+
+def _correlate(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+  """y[n,p,q,o] = Σ_abi x[n, p+a-1, q+b-1, i] k[a, b, i, o], zeros outside."""
+  n, h, w, _ = x.shape
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  y = np.zeros((n, h, w, k.shape[-1]), np.float64)
+  for a in range(3):
+    for b in range(3):
+      y += np.einsum('nhwi,io->nhwo', xp[:, a:a + h, b:b + w], k[a, b])
+  return y
+
+
+def _grads(x, k, gy):
+  """(dL/dx, dL/dk) of L = Σ y·gy, by the shifted sums of the definition."""
+  _, h, w, _ = x.shape
+  xp = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  dxp = np.zeros_like(xp)
+  dk = np.zeros_like(k)
+  for a in range(3):
+    for b in range(3):
+      dxp[:, a:a + h, b:b + w] += np.einsum('nhwo,io->nhwi', gy, k[a, b])
+      dk[a, b] = np.einsum('nhwi,nhwo->io', xp[:, a:a + h, b:b + w], gy)
+  return dxp[:, 1:h + 1, 1:w + 1], dk
+
+
+@pytest.mark.parametrize('spec', SPECS, ids=['F2', 'F4'])
+def test_matrices_give_the_1d_correlation(spec):
+  # Lavin & Gray's identity Y = Aᵀ[(G g) ⊙ (Bᵀ d)] = (Σ_k d[i+k] g[k])_i.
+  rng = np.random.default_rng(0)
+  bt, g, at = (np.asarray(m, np.float64) for m in (spec.bt, spec.g, spec.at))
+  for _ in range(5):
+    d, f = rng.standard_normal(spec.a), rng.standard_normal(3)
+    want = [d[i:i + 3] @ f for i in range(spec.m)]
+    np.testing.assert_allclose(at @ ((g @ f) * (bt @ d)), want, atol=1e-12)
+
+
+@pytest.mark.parametrize('spec', SPECS, ids=['F2', 'F4'])
+@pytest.mark.parametrize('shape', [(2, 8, 8, 3, 5), (1, 5, 7, 4, 2),
+                                   (3, 1, 1, 2, 3), (1, 9, 6, 6, 1),
+                                   (1, 13, 4, 2, 4)])
+def test_conv_equals_the_correlation_in_float64(spec, shape):
+  n, h, w, ci, co = shape
+  rng = np.random.default_rng(1)
+  x = rng.standard_normal((n, h, w, ci))
+  k = rng.standard_normal((3, 3, ci, co))
+  with jax.enable_x64(True):
+    got = np.asarray(winograd.conv3x3(jnp.asarray(x), jnp.asarray(k), spec))
+  assert got.shape == (n, h, w, co)
+  np.testing.assert_allclose(got, _correlate(x, k), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('spec', SPECS, ids=['F2', 'F4'])
+def test_gradients_equal_the_definition_in_float64(spec):
+  rng = np.random.default_rng(2)
+  x = rng.standard_normal((2, 7, 10, 3))
+  k = rng.standard_normal((3, 3, 3, 4))
+  gy = rng.standard_normal((2, 7, 10, 4))
+  with jax.enable_x64(True):
+    _, vjp = jax.vjp(lambda x, k: winograd.conv3x3(x, k, spec),
+                     jnp.asarray(x), jnp.asarray(k))
+    dx, dk = (np.asarray(g) for g in vjp(jnp.asarray(gy)))
+  want_dx, want_dk = _grads(x, k, gy)
+  np.testing.assert_allclose(dx, want_dx, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(dk, want_dk, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize('spec,tol', [(winograd.F2X3, 2e-6),
+                                      (winograd.F4X3, 5e-5)], ids=['F2', 'F4'])
+def test_float32_error_at_a_dense_block_size(spec, tol):
+  # The float32 price of F(4, 3)'s ±2 points, relative to the largest output.
+  rng = np.random.default_rng(3)
+  x = rng.random((2, 32, 32, 96)).astype(np.float32)
+  k = (rng.standard_normal((3, 3, 96, 32)) * 0.03).astype(np.float32)
+  want = _correlate(x.astype(np.float64), k.astype(np.float64))
+  got = np.asarray(jax.jit(winograd.conv3x3, static_argnums=2)(x, k, spec))
+  err = np.max(np.abs(got - want)) / np.max(np.abs(want))
+  assert err < tol
+
+
+def test_rejects_other_kernels():
+  with pytest.raises(ValueError, match='3x3 kernel'):
+    winograd.conv3x3(jnp.zeros((1, 4, 4, 2)), jnp.zeros((5, 5, 2, 2)))
+  with pytest.raises(ValueError, match='matching'):
+    winograd.conv3x3(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 3, 2)))
