@@ -31,7 +31,8 @@ class PSNRState:
 def build_generator(config) -> rrdbnet.RRDBNet:
   """The RRDBNet G described by config.model and config.scale."""
   base.check_keys(config.model, {'num_feat', 'num_block', 'num_grow_ch',
-                                 'bicubic_skip', 'dense', 'dtype', 'remat'},
+                                 'bicubic_skip', 'dense', 'kernel_grad', 'dtype',
+                                 'remat'},
                   'model')
   if config.model.dtype not in ('float32', 'bfloat16', 'float16'):
     raise ValueError(f'config.model.dtype={config.model.dtype!r}; expected '
@@ -40,6 +41,7 @@ def build_generator(config) -> rrdbnet.RRDBNet:
       scale=config.scale, num_feat=config.model.num_feat,
       num_block=config.model.num_block, num_grow_ch=config.model.num_grow_ch,
       bicubic_skip=config.model.bicubic_skip, dense=config.model.dense,
+      kernel_grad=config.model.kernel_grad,
       dtype=jnp.dtype(config.model.dtype), remat=config.model.remat)
 
 

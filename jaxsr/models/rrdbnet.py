@@ -44,9 +44,13 @@ import jax.numpy as jnp
 from jax.typing import DTypeLike
 
 from jaxsr.data import imresize
+from jaxsr.models import winograd
 
 Initializer = jax.nn.initializers.Initializer
 DENSE_IMPLS = ('concat', 'fused')
+# How the dense-block convs get their kernel gradient: XLA's convolution, or
+# Winograd F(4x4, 3x3) (models/winograd.py; same forward and input gradient).
+KERNEL_GRADS = ('xla', 'winograd')
 
 # PyTorch's default Conv2d weight init is kaiming_uniform(a=sqrt(5)):
 # U(-b, b), b = gain * sqrt(3 / fan_in), gain = sqrt(2 / (1 + 5)); so
@@ -132,8 +136,11 @@ class _ConvParams(nn.Module):
     return kernel, bias
 
 
-def _conv3x3_same(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def _conv3x3_same(x: jax.Array, kernel: jax.Array,
+                  kernel_grad: str = 'xla') -> jax.Array:
   """Zero-padded stride-1 3x3 cross-correlation, NHWC x HWIO -> NHWC."""
+  if kernel_grad == 'winograd':
+    return winograd.conv3x3_winograd_kernel_grad(x, kernel)
   return jax.lax.conv_general_dilated(
       x, kernel, (1, 1), ((1, 1), (1, 1)),
       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
@@ -149,12 +156,15 @@ class ResidualDenseBlock(nn.Module):
   that read it, stacked along the output axis, and conv k sums its pieces'
   contributions. No concatenated activations are built, and the convs are
   wider (up to 192 outputs instead of 32), which suits CPU GEMMs.
+  `kernel_grad` picks how the convs' kernel gradients are computed (see
+  KERNEL_GRADS); it does not change the forward pass.
   """
 
   num_feat: int = 64
   num_grow_ch: int = 32
   dtype: DTypeLike = jnp.float32
   dense: str = 'concat'
+  kernel_grad: str = 'xla'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -167,6 +177,9 @@ class ResidualDenseBlock(nn.Module):
     if self.dense not in DENSE_IMPLS:
       raise ValueError(f'dense must be one of {DENSE_IMPLS}, got '
                        f'{self.dense!r}')
+    if self.kernel_grad not in KERNEL_GRADS:
+      raise ValueError(f'kernel_grad must be one of {KERNEL_GRADS}, got '
+                       f'{self.kernel_grad!r}')
     f, g = self.num_feat, self.num_grow_ch
     outs = (g, g, g, g, f)
     params = [_ConvParams(f + k * g, outs[k], name=f'conv{k + 1}')()
@@ -182,7 +195,8 @@ class ResidualDenseBlock(nn.Module):
       feats = [x_in]
       for k in range(5):
         # BasicSR's torch.cat order, which fixes imported weights' layout.
-        h = _conv3x3_same(jnp.concatenate(feats, axis=-1), kernels[k])
+        h = _conv3x3_same(jnp.concatenate(feats, axis=-1), kernels[k],
+                          self.kernel_grad)
         h = h + biases[k]
         if k < 4:
           feats.append(lrelu(h))
@@ -196,7 +210,7 @@ class ResidualDenseBlock(nn.Module):
         stacked = jnp.concatenate(
             [kernels[k][:, :, start:start + size, :] for k in range(j, 5)],
             axis=-1)
-        y = _conv3x3_same(piece, stacked)
+        y = _conv3x3_same(piece, stacked, self.kernel_grad)
         offset = 0
         for k in range(j, 5):
           acc[k] = acc[k] + y[..., offset:offset + outs[k]]
@@ -214,6 +228,7 @@ class RRDB(nn.Module):
   num_grow_ch: int = 32
   dtype: DTypeLike = jnp.float32
   dense: str = 'concat'
+  kernel_grad: str = 'xla'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -222,7 +237,7 @@ class RRDB(nn.Module):
     for j in range(1, 4):
       out = ResidualDenseBlock(
           self.num_feat, self.num_grow_ch, self.dtype, self.dense,
-          name=f'rdb{j}'
+          self.kernel_grad, name=f'rdb{j}'
       )(out)
     return out * 0.2 + x
 
@@ -239,6 +254,7 @@ class RRDBNet(nn.Module):
   bicubic_skip: bool = False
   dtype: DTypeLike = jnp.float32
   dense: str = 'concat'  # ResidualDenseBlock formulation (same function).
+  kernel_grad: str = 'xla'  # Dense-block kernel gradients: KERNEL_GRADS.
   # Recompute each RRDB's activations in the backward pass instead of
   # storing them (nn.remat): less memory for large batches, more FLOPs.
   remat: bool = False
@@ -274,7 +290,7 @@ class RRDBNet(nn.Module):
     for i in range(self.num_block):
       body = block(
           self.num_feat, self.num_grow_ch, self.dtype, self.dense,
-          name=f'body_{i}'
+          self.kernel_grad, name=f'body_{i}'
       )(body)
     feat = feat + conv(self.num_feat, body, 'conv_body')
 

@@ -166,3 +166,73 @@ def conv3x3(x: jax.Array, kernel: jax.Array,
   v = input_transform(x, spec)
   u = kernel_transform(kernel, spec).astype(v.dtype)
   return output_transform(multiply(v, u), x.shape[1], x.shape[2], spec)
+
+
+def output_transform_transpose(dy: jax.Array,
+                               spec: Transform = F4X3) -> jax.Array:
+  """dY (N, H, W, O) -> A dY_tile Aᵀ per tile, (a_w, a_h, N, Th, Tw, O).
+
+  The adjoint of output_transform: the gradient of M from that of Y.
+  """
+  n, h, w, o = dy.shape
+  th, tw = num_tiles(h, w, spec)
+  m = spec.m
+  dy = jnp.pad(dy, ((0, 0), (0, th * m - h), (0, tw * m - w), (0, 0)))
+  dy = dy.reshape(n, th, m, tw, m, o)
+  a = tuple(zip(*spec.at))  # A = (Aᵀ)ᵀ, (a, m).
+  rows = jnp.stack(_combine([dy[:, :, p] for p in range(m)], a))
+  # rows: (a_h, N, Th, Tw, m_w, O) -> combine the W positions.
+  return jnp.stack(_combine([rows[..., q, :] for q in range(m)], a))
+
+
+def kernel_gradient(x: jax.Array, dy: jax.Array,
+                    spec: Transform = F4X3) -> jax.Array:
+  """dL/dkernel (3, 3, I, O) of conv3x3(x, ·) for dL/dy = dy, by Winograd.
+
+  Gᵀ [Σ_tiles Vᵀ dM] G: (a+2)² products (I, tiles) @ (tiles, O), where
+  XLA:CPU's own kernel-gradient convolution contracts over N·H·W at once.
+  Computed in at least float32: F(4, 3)'s ±2 points need the mantissa.
+  """
+  x = x.astype(jnp.promote_types(x.dtype, jnp.float32))
+  v = input_transform(x, spec)
+  dm = output_transform_transpose(dy.astype(v.dtype), spec)
+  a0, a1, _, _, _, ci = v.shape
+  co = dm.shape[-1]
+  du = jax.lax.dot_general(
+      v.reshape(a0 * a1, -1, ci), dm.reshape(a0 * a1, -1, co),
+      (((1,), (1,)), ((0,), (0,)))).reshape(a0, a1, ci, co)
+  g = jnp.asarray(spec.g, du.dtype)
+  # The adjoint of kernel_transform's U[j, i] = Σ_kl G[i, k] g[k, l] G[j, l].
+  return jnp.einsum('ik,jl,jico->klco', g, g, du)
+
+
+def _xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """XLA's zero-padded stride-1 3x3 cross-correlation, NHWC x HWIO."""
+  return jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), ((1, 1), (1, 1)),
+      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@jax.custom_vjp
+def conv3x3_winograd_kernel_grad(x: jax.Array,
+                                 kernel: jax.Array) -> jax.Array:
+  """XLA's 3x3 'SAME' conv whose kernel gradient is computed by F(4x4, 3x3).
+
+  Forward and input gradient are XLA's convolutions (exact to float32
+  rounding); only dL/dkernel goes through kernel_gradient (~1e-5 relative).
+  """
+  return _xla_conv3x3(x, kernel)
+
+
+def _kernel_grad_fwd(x, kernel):
+  return _xla_conv3x3(x, kernel), (x, kernel)
+
+
+def _kernel_grad_bwd(residuals, dy):
+  x, kernel = residuals
+  _, input_vjp = jax.vjp(lambda x: _xla_conv3x3(x, kernel), x)
+  dk = kernel_gradient(x, dy).astype(kernel.dtype)
+  return input_vjp(dy)[0], dk
+
+
+conv3x3_winograd_kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)

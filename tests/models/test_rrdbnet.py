@@ -260,6 +260,27 @@ def test_fused_dense_blocks_compute_the_same_function_and_gradient():
     rrdbnet.RRDBNet(num_block=1, dense='scan').init(jax.random.key(0), lr)
 
 
+def test_winograd_kernel_grad_keeps_forward_and_gradient():
+  """kernel_grad='winograd' changes how dL/dkernel is computed, not what."""
+  base = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8)
+  lr = jax.random.uniform(jax.random.key(1), (2, 12, 10, 3))
+  params = base.init(jax.random.key(0), lr)['params']
+  params = jax.tree.map(lambda p: p * 5.0, params)
+  loss = lambda m: lambda p: jnp.sum(m.apply({'params': p}, lr) ** 2)
+  for dense in ('concat', 'fused'):
+    base = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8,
+                           dense=dense)
+    wino = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8,
+                           dense=dense, kernel_grad='winograd')
+    np.testing.assert_array_equal(base.apply({'params': params}, lr),
+                                  wino.apply({'params': params}, lr))
+    ga, gb = jax.grad(loss(base))(params), jax.grad(loss(wino))(params)
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(
+        u, v, rtol=1e-3, atol=1e-4 * float(np.abs(u).max())), ga, gb)
+  with pytest.raises(ValueError, match='kernel_grad must be one of'):
+    rrdbnet.RRDBNet(num_block=1, kernel_grad='fft').init(jax.random.key(0), lr)
+
+
 def test_remat_and_bfloat16_options():
   """remat recomputes the same gradient; bfloat16 compute stays close to
   float32 with float32 parameters and outputs."""
@@ -272,8 +293,19 @@ def test_remat_and_bfloat16_options():
                                                        atol=1e-7),
                jax.grad(loss(net))(params), jax.grad(loss(remat))(params))
   bf16 = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8,
-                         dtype=jnp.bfloat16, dense='fused')
+                         dtype=jnp.bfloat16, dense='fused',
+                         kernel_grad='winograd')
   a = net.apply({'params': params}, lr)
   b = bf16.apply({'params': params}, lr)
   assert b.dtype == jnp.float32
   assert float(jnp.abs(a - b).max()) < 0.03 * float(jnp.abs(a).max())
+  # Its gradients (Winograd kernel gradients from bfloat16 activations,
+  # computed in float32) are float32 and no further from the float32 ones
+  # than bfloat16 with XLA's kernel gradients.
+  bf16_xla = bf16.clone(kernel_grad='xla')
+  grads = [jax.grad(loss(m))(params) for m in (net, bf16, bf16_xla)]
+  for u, v, w in zip(*(jax.tree.leaves(g) for g in grads)):
+    assert v.dtype == jnp.float32
+    err_wino = float(jnp.linalg.norm(u - v))
+    err_xla = float(jnp.linalg.norm(u - w))
+    assert err_wino <= 1.5 * err_xla + 1e-3 * float(jnp.linalg.norm(u))

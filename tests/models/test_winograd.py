@@ -93,3 +93,55 @@ def test_rejects_other_kernels():
     winograd.conv3x3(jnp.zeros((1, 4, 4, 2)), jnp.zeros((5, 5, 2, 2)))
   with pytest.raises(ValueError, match='matching'):
     winograd.conv3x3(jnp.zeros((1, 4, 4, 2)), jnp.zeros((3, 3, 3, 2)))
+
+
+@pytest.mark.parametrize('spec', SPECS, ids=['F2', 'F4'])
+def test_output_transform_transpose_is_the_adjoint(spec):
+  # <output_transform(M), dY> = <M, output_transform_transpose(dY)>.
+  rng = np.random.default_rng(4)
+  h, w = 7, 9
+  th, tw = winograd.num_tiles(h, w, spec)
+  m = rng.standard_normal((spec.a, spec.a, 2, th, tw, 3))
+  dy = rng.standard_normal((2, h, w, 3))
+  with jax.enable_x64(True):
+    y = np.asarray(winograd.output_transform(jnp.asarray(m), h, w, spec))
+    dm = np.asarray(winograd.output_transform_transpose(jnp.asarray(dy), spec))
+  assert dm.shape == m.shape
+  np.testing.assert_allclose(np.sum(y * dy), np.sum(m * dm), rtol=1e-12)
+
+
+@pytest.mark.parametrize('spec', SPECS, ids=['F2', 'F4'])
+def test_kernel_gradient_equals_the_definition(spec):
+  rng = np.random.default_rng(5)
+  x = rng.standard_normal((2, 9, 6, 3))
+  gy = rng.standard_normal((2, 9, 6, 5))
+  with jax.enable_x64(True):
+    dk = np.asarray(winograd.kernel_gradient(jnp.asarray(x), jnp.asarray(gy),
+                                             spec))
+  np.testing.assert_allclose(dk, _grads(x, np.zeros((3, 3, 3, 5)), gy)[1],
+                             rtol=1e-10, atol=1e-10)
+
+
+def test_conv_with_winograd_kernel_grad():
+  rng = np.random.default_rng(6)
+  x = rng.standard_normal((2, 10, 7, 4))
+  k = rng.standard_normal((3, 3, 4, 3))
+  gy = rng.standard_normal((2, 10, 7, 3))
+  conv = winograd.conv3x3_winograd_kernel_grad
+  with jax.enable_x64(True):
+    y, vjp = jax.vjp(conv, jnp.asarray(x), jnp.asarray(k))
+    dx, dk = (np.asarray(g) for g in vjp(jnp.asarray(gy)))
+  np.testing.assert_allclose(np.asarray(y), _correlate(x, k), rtol=1e-10,
+                             atol=1e-10)
+  want_dx, want_dk = _grads(x, k, gy)
+  np.testing.assert_allclose(dx, want_dx, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(dk, want_dk, rtol=1e-10, atol=1e-10)
+  # float32 at a dense-block size: the kernel gradient within 5e-5 relative.
+  x32 = rng.random((4, 32, 32, 64)).astype(np.float32)
+  k32 = (rng.standard_normal((3, 3, 64, 32)) * 0.05).astype(np.float32)
+  g32 = rng.standard_normal((4, 32, 32, 32)).astype(np.float32)
+  _, vjp = jax.vjp(conv, x32, k32)
+  dk32 = np.asarray(vjp(g32)[1])
+  want = _grads(x32.astype(np.float64), k32.astype(np.float64),
+                g32.astype(np.float64))[1]
+  assert np.max(np.abs(dk32 - want)) / np.max(np.abs(want)) < 5e-5
