@@ -1,7 +1,10 @@
-"""Test set-up: four forced CPU devices, and the path to ../shared/data."""
+"""Test set-up: four forced CPU devices, a compilation cache, ../shared/data."""
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 # Must happen before jax is imported anywhere: tests check 1- vs 4-device runs.
 os.environ['XLA_FLAGS'] = (
@@ -9,6 +12,15 @@ os.environ['XLA_FLAGS'] = (
 )
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+# One XLA compilation cache for this test session (and the CLI subprocesses
+# it starts): the smoke runs compile the same steps again when they resume,
+# and the GAN variants share their VGG and evaluation programs. Fresh per
+# session, removed at exit; results are the same, only compiles are saved.
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _CACHE = tempfile.mkdtemp(prefix='jaxsr-tests-xla-cache-')
+  atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0.5')
 
 import pytest  # pylint: disable=g-import-not-at-top
 

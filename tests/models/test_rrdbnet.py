@@ -110,6 +110,16 @@ def test_pixel_unshuffle_matches_pytorch_order():
   np.testing.assert_array_equal(rrdbnet.pixel_unshuffle(jnp.asarray(x), 2), ref)
 
 
+def _sq_loss_grad(model, params, lr):
+  """Jitted gradient of sum(model(lr)²): one compile instead of op by op."""
+  loss = lambda p: jnp.sum(model.apply({'params': p}, lr) ** 2)
+  return jax.jit(jax.grad(loss))(params)
+
+
+def _apply(model, params, lr):
+  return jax.jit(model.apply)({'params': params}, lr)
+
+
 def _torch_style_forward(params, lr, scale):
   """BasicSR's RRDBNet.forward in numpy float64, NCHW with OIHW weights."""
 
@@ -249,11 +259,11 @@ def test_fused_dense_blocks_compute_the_same_function_and_gradient():
   params = concat.init(jax.random.key(0), lr)['params']
   # Larger weights than the 0.1-scaled init, so the dense paths matter.
   params = jax.tree.map(lambda p: p * 5.0, params)
-  a = concat.apply({'params': params}, lr)
-  b = fused.apply({'params': params}, lr)
+  a = _apply(concat, params, lr)
+  b = _apply(fused, params, lr)
   np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(a).max()))
-  loss = lambda m: lambda p: jnp.sum(m.apply({'params': p}, lr) ** 2)
-  ga, gb = jax.grad(loss(concat))(params), jax.grad(loss(fused))(params)
+  ga = _sq_loss_grad(concat, params, lr)
+  gb = _sq_loss_grad(fused, params, lr)
   jax.tree.map(lambda u, v: np.testing.assert_allclose(
       u, v, rtol=1e-3, atol=1e-4 * float(np.abs(u).max())), ga, gb)
   with pytest.raises(ValueError, match='dense must be one of'):
@@ -266,15 +276,15 @@ def test_winograd_kernel_grad_keeps_forward_and_gradient():
   lr = jax.random.uniform(jax.random.key(1), (2, 12, 10, 3))
   params = base.init(jax.random.key(0), lr)['params']
   params = jax.tree.map(lambda p: p * 5.0, params)
-  loss = lambda m: lambda p: jnp.sum(m.apply({'params': p}, lr) ** 2)
   for dense in ('concat', 'fused'):
     base = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8,
                            dense=dense)
     wino = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8,
                            dense=dense, kernel_grad='winograd')
-    np.testing.assert_array_equal(base.apply({'params': params}, lr),
-                                  wino.apply({'params': params}, lr))
-    ga, gb = jax.grad(loss(base))(params), jax.grad(loss(wino))(params)
+    np.testing.assert_array_equal(_apply(base, params, lr),
+                                  _apply(wino, params, lr))
+    ga = _sq_loss_grad(base, params, lr)
+    gb = _sq_loss_grad(wino, params, lr)
     jax.tree.map(lambda u, v: np.testing.assert_allclose(
         u, v, rtol=1e-3, atol=1e-4 * float(np.abs(u).max())), ga, gb)
   with pytest.raises(ValueError, match='kernel_grad must be one of'):
@@ -287,23 +297,22 @@ def test_remat_and_bfloat16_options():
   net = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8)
   lr = jax.random.uniform(jax.random.key(1), (2, 12, 12, 3))
   params = net.init(jax.random.key(0), lr)['params']
-  loss = lambda m: lambda p: jnp.sum(m.apply({'params': p}, lr) ** 2)
   remat = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8, remat=True)
   jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-5,
                                                        atol=1e-7),
-               jax.grad(loss(net))(params), jax.grad(loss(remat))(params))
+               _sq_loss_grad(net, params, lr), _sq_loss_grad(remat, params, lr))
   bf16 = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8,
                          dtype=jnp.bfloat16, dense='fused',
                          kernel_grad='winograd')
-  a = net.apply({'params': params}, lr)
-  b = bf16.apply({'params': params}, lr)
+  a = _apply(net, params, lr)
+  b = _apply(bf16, params, lr)
   assert b.dtype == jnp.float32
   assert float(jnp.abs(a - b).max()) < 0.03 * float(jnp.abs(a).max())
   # Its gradients (Winograd kernel gradients from bfloat16 activations,
   # computed in float32) are float32 and no further from the float32 ones
   # than bfloat16 with XLA's kernel gradients.
   bf16_xla = bf16.clone(kernel_grad='xla')
-  grads = [jax.grad(loss(m))(params) for m in (net, bf16, bf16_xla)]
+  grads = [_sq_loss_grad(m, params, lr) for m in (net, bf16, bf16_xla)]
   for u, v, w in zip(*(jax.tree.leaves(g) for g in grads)):
     assert v.dtype == jnp.float32
     err_wino = float(jnp.linalg.norm(u - v))
