@@ -141,9 +141,7 @@ def _conv3x3_same(x: jax.Array, kernel: jax.Array,
   """Zero-padded stride-1 3x3 cross-correlation, NHWC x HWIO -> NHWC."""
   if kernel_grad == 'winograd':
     return winograd.conv3x3_winograd_kernel_grad(x, kernel)
-  return jax.lax.conv_general_dilated(
-      x, kernel, (1, 1), ((1, 1), (1, 1)),
-      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return winograd.xla_conv3x3(x, kernel)
 
 
 class ResidualDenseBlock(nn.Module):

@@ -206,7 +206,7 @@ def kernel_gradient(x: jax.Array, dy: jax.Array,
   return jnp.einsum('ik,jl,jico->klco', g, g, du)
 
 
-def _xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
+def xla_conv3x3(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """XLA's zero-padded stride-1 3x3 cross-correlation, NHWC x HWIO."""
   return jax.lax.conv_general_dilated(
       x, kernel, (1, 1), ((1, 1), (1, 1)),
@@ -221,16 +221,16 @@ def conv3x3_winograd_kernel_grad(x: jax.Array,
   Forward and input gradient are XLA's convolutions (exact to float32
   rounding); only dL/dkernel goes through kernel_gradient (~1e-5 relative).
   """
-  return _xla_conv3x3(x, kernel)
+  return xla_conv3x3(x, kernel)
 
 
 def _kernel_grad_fwd(x, kernel):
-  return _xla_conv3x3(x, kernel), (x, kernel)
+  return xla_conv3x3(x, kernel), (x, kernel)
 
 
 def _kernel_grad_bwd(residuals, dy):
   x, kernel = residuals
-  _, input_vjp = jax.vjp(lambda x: _xla_conv3x3(x, kernel), x)
+  _, input_vjp = jax.vjp(lambda x: xla_conv3x3(x, kernel), x)
   dk = kernel_gradient(x, dy).astype(kernel.dtype)
   return input_vjp(dy)[0], dk
 
