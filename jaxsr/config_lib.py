@@ -16,7 +16,9 @@ def generator() -> ConfigDict:
   # wider convs and no concatenations (benchmarks/RESULTS.md).
   # kernel_grad: 'xla' or 'winograd', how the dense-block convs' kernel
   # gradients are computed (Winograd F(4x4, 3x3), ~1e-5 relative; the
-  # forward pass is the same).
+  # forward pass is the same). 'winograd' is faster on CPU only with XLA's
+  # concurrency-optimized scheduler off, and compiles 2-3x longer
+  # (benchmarks/RESULTS.md); not a paper setting.
   # dtype: compute dtype of G ('bfloat16' for GPU/TPU; parameters stay
   # float32); remat: recompute RRDB activations in the backward pass.
   return ConfigDict(dict(num_feat=64, num_block=23, num_grow_ch=32,
