@@ -120,6 +120,23 @@ def _apply(model, params, lr):
   return jax.jit(model.apply)({'params': params}, lr)
 
 
+def _small_net(**kwargs) -> rrdbnet.RRDBNet:
+  return rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8, **kwargs)
+
+
+def _scaled_params_and_input():
+  """A small RRDBNet's params, 5x its 0.1-scaled init so that the dense paths
+  matter, and an odd-sized LR input."""
+  lr = jax.random.uniform(jax.random.key(1), (2, 12, 10, 3))
+  params = _small_net().init(jax.random.key(0), lr)['params']
+  return jax.tree.map(lambda p: p * 5.0, params), lr
+
+
+def _assert_same_gradient(ga, gb):
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(
+      u, v, rtol=1e-3, atol=1e-4 * float(np.abs(u).max())), ga, gb)
+
+
 def _torch_style_forward(params, lr, scale):
   """BasicSR's RRDBNet.forward in numpy float64, NCHW with OIHW weights."""
 
@@ -252,41 +269,27 @@ def test_bfloat16_compute_keeps_float32_params_and_output():
 def test_fused_dense_blocks_compute_the_same_function_and_gradient():
   """dense='fused' (pieces convolved once with stacked kernel slices) is
   BasicSR's concatenation formulation rewritten by linearity."""
-  concat = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8)
-  fused = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8,
-                          dense='fused')
-  lr = jax.random.uniform(jax.random.key(1), (2, 12, 10, 3))
-  params = concat.init(jax.random.key(0), lr)['params']
-  # Larger weights than the 0.1-scaled init, so the dense paths matter.
-  params = jax.tree.map(lambda p: p * 5.0, params)
+  concat, fused = _small_net(), _small_net(dense='fused')
+  params, lr = _scaled_params_and_input()
   a = _apply(concat, params, lr)
   b = _apply(fused, params, lr)
   np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * float(jnp.abs(a).max()))
-  ga = _sq_loss_grad(concat, params, lr)
-  gb = _sq_loss_grad(fused, params, lr)
-  jax.tree.map(lambda u, v: np.testing.assert_allclose(
-      u, v, rtol=1e-3, atol=1e-4 * float(np.abs(u).max())), ga, gb)
+  _assert_same_gradient(_sq_loss_grad(concat, params, lr),
+                        _sq_loss_grad(fused, params, lr))
   with pytest.raises(ValueError, match='dense must be one of'):
     rrdbnet.RRDBNet(num_block=1, dense='scan').init(jax.random.key(0), lr)
 
 
 def test_winograd_kernel_grad_keeps_forward_and_gradient():
   """kernel_grad='winograd' changes how dL/dkernel is computed, not what."""
-  base = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8)
-  lr = jax.random.uniform(jax.random.key(1), (2, 12, 10, 3))
-  params = base.init(jax.random.key(0), lr)['params']
-  params = jax.tree.map(lambda p: p * 5.0, params)
+  params, lr = _scaled_params_and_input()
   for dense in ('concat', 'fused'):
-    base = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8,
-                           dense=dense)
-    wino = rrdbnet.RRDBNet(num_feat=16, num_block=2, num_grow_ch=8,
-                           dense=dense, kernel_grad='winograd')
+    base = _small_net(dense=dense)
+    wino = _small_net(dense=dense, kernel_grad='winograd')
     np.testing.assert_array_equal(_apply(base, params, lr),
                                   _apply(wino, params, lr))
-    ga = _sq_loss_grad(base, params, lr)
-    gb = _sq_loss_grad(wino, params, lr)
-    jax.tree.map(lambda u, v: np.testing.assert_allclose(
-        u, v, rtol=1e-3, atol=1e-4 * float(np.abs(u).max())), ga, gb)
+    _assert_same_gradient(_sq_loss_grad(base, params, lr),
+                          _sq_loss_grad(wino, params, lr))
   with pytest.raises(ValueError, match='kernel_grad must be one of'):
     rrdbnet.RRDBNet(num_block=1, kernel_grad='fft').init(jax.random.key(0), lr)
 
