@@ -10,17 +10,19 @@ import pytest
 from jaxsr import xla_flags
 
 FLAG = '--xla_cpu_experimental_ynn_fusion_type'
+SCHED = '--xla_cpu_enable_concurrency_optimized_scheduler'
+BOTH = f'{FLAG}= {SCHED}=false'
 HAS_YNN = xla_flags._version(jaxlib.version.__version__) >= (0, 8, 1)
 
 
-def test_adds_the_ynn_flag_to_empty_flags():
-  assert xla_flags.with_cpu_defaults('', '0.10.2') == f'{FLAG}='
+def test_adds_both_flags_to_empty_flags():
+  assert xla_flags.with_cpu_defaults('', '0.10.2') == BOTH
 
 
 def test_keeps_other_flags_and_appends():
   got = xla_flags.with_cpu_defaults(
       ' --xla_force_host_platform_device_count=4 ', '0.8.1')
-  assert got == f'--xla_force_host_platform_device_count=4 {FLAG}='
+  assert got == f'--xla_force_host_platform_device_count=4 {BOTH}'
 
 
 @pytest.mark.parametrize('user', [
@@ -29,19 +31,28 @@ def test_keeps_other_flags_and_appends():
     f'--xla_cpu_use_xnnpack=true {FLAG}',
     f'{FLAG} --xla_cpu_use_xnnpack=true',
 ])
-def test_a_flag_the_user_sets_stands(user):
-  assert xla_flags.with_cpu_defaults(user, '0.10.2') == user
+def test_a_ynn_flag_the_user_sets_stands(user):
+  assert xla_flags.with_cpu_defaults(user, '0.10.2') == f'{user} {SCHED}=false'
+
+
+@pytest.mark.parametrize('user', [f'{SCHED}=true', f'{SCHED}', f'{SCHED}=0'])
+def test_a_scheduler_flag_the_user_sets_stands(user):
+  assert xla_flags.with_cpu_defaults(user, '0.10.2') == f'{user} {FLAG}='
 
 
 def test_a_longer_flag_with_the_same_prefix_is_not_the_flag():
   got = xla_flags.with_cpu_defaults(f'{FLAG}_x=1', '0.10.2')
-  assert got == f'{FLAG}_x=1 {FLAG}='
+  assert got == f'{FLAG}_x=1 {BOTH}'
 
 
 @pytest.mark.parametrize('version', ['0.8.0', '0.7.2', '0.4.30'])
-def test_older_jaxlibs_get_nothing(version):
-  # XLA aborts on flags it does not know; 0.8.0 has no such flag.
-  assert xla_flags.with_cpu_defaults('--a=1', version) == '--a=1'
+def test_jaxlibs_before_0_8_1_get_only_the_scheduler_flag(version):
+  # XLA aborts on flags it does not know; 0.8.0 has no YNN flag.
+  assert xla_flags.with_cpu_defaults('--a=1', version) == f'--a=1 {SCHED}=false'
+
+
+def test_a_jaxlib_older_than_every_flag_gets_nothing():
+  assert xla_flags.with_cpu_defaults('--a=1', '0.4.29') == '--a=1'
 
 
 def test_version_parsing():
@@ -80,3 +91,11 @@ def test_the_detector_sees_both_settings():
   # The user's own flag wins over the default, and the detector reports it.
   assert _probe(probe, f'{FLAG}=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION'
                 ) == 'True'
+
+
+def test_a_process_with_the_defaults_runs_and_keeps_them():
+  # XLA aborts at backend start on a flag it does not know.
+  probe = ('import os, jaxsr, jax.numpy as jnp; '
+           'print(float(jnp.ones(3).sum()), os.environ["XLA_FLAGS"])')
+  defaults = xla_flags.with_cpu_defaults('', jaxlib.version.__version__)
+  assert _probe(probe, None) == f'3.0 {defaults}'
