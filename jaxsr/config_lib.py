@@ -14,15 +14,16 @@ def generator() -> ConfigDict:
   """ESRGAN's RRDBNet (23 RRDB, 64 features, growth 32), kept by LSRGAN (§3.1)."""
   # dense: 'concat' (BasicSR) or 'fused', the same function computed with
   # wider convs and no concatenations (benchmarks/RESULTS.md).
-  # kernel_grad: 'xla' or 'winograd', how the dense-block convs' kernel
-  # gradients are computed (Winograd F(4x4, 3x3), ~1e-5 relative; the
-  # forward pass is the same). 'winograd' is faster on CPU only with XLA's
-  # concurrency-optimized scheduler off, and compiles 2-3x longer
-  # (benchmarks/RESULTS.md); not a paper setting.
+  # kernel_grad: 'auto' (Winograd on CPU, XLA's on GPU/TPU), 'xla' or
+  # 'winograd': how the dense-block convs' kernel gradients are computed
+  # (Winograd F(4x4, 3x3), ~1e-5 relative; the forward pass is the same).
+  # On CPU, Winograd with XLA's concurrency-optimized scheduler off (jaxsr's
+  # default XLA_FLAGS) is the fastest measured step, at 2-3x the compile
+  # time (benchmarks/RESULTS.md); an implementation choice, not a paper one.
   # dtype: compute dtype of G ('bfloat16' for GPU/TPU; parameters stay
   # float32); remat: recompute RRDB activations in the backward pass.
   return ConfigDict(dict(num_feat=64, num_block=23, num_grow_ch=32,
-                         bicubic_skip=False, dense='concat', kernel_grad='xla',
+                         bicubic_skip=False, dense='concat', kernel_grad='auto',
                          dtype='float32',
                          remat=False))
 

@@ -49,8 +49,22 @@ from jaxsr.models import winograd
 Initializer = jax.nn.initializers.Initializer
 DENSE_IMPLS = ('concat', 'fused')
 # How the dense-block convs get their kernel gradient: XLA's convolution, or
-# Winograd F(4x4, 3x3) (models/winograd.py; same forward and input gradient).
-KERNEL_GRADS = ('xla', 'winograd')
+# Winograd F(4x4, 3x3) (models/winograd.py; same forward and input gradient,
+# kernel gradients equal to ~1e-5 relative). 'auto', the default, is
+# Winograd when JAX's default backend is the CPU (the faster step there,
+# with xla_flags' scheduler setting: benchmarks/RESULTS.md) and XLA's on
+# GPU/TPU, where it has not been shown to pay.
+KERNEL_GRADS = ('auto', 'xla', 'winograd')
+
+
+def resolve_kernel_grad(kernel_grad: str) -> str:
+  """'auto' -> 'winograd' on a CPU default backend, else 'xla'; others as is."""
+  if kernel_grad not in KERNEL_GRADS:
+    raise ValueError(f'kernel_grad must be one of {KERNEL_GRADS}, got '
+                     f'{kernel_grad!r}')
+  if kernel_grad == 'auto':
+    return 'winograd' if jax.default_backend() == 'cpu' else 'xla'
+  return kernel_grad
 
 # PyTorch's default Conv2d weight init is kaiming_uniform(a=sqrt(5)):
 # U(-b, b), b = gain * sqrt(3 / fan_in), gain = sqrt(2 / (1 + 5)); so
@@ -137,9 +151,9 @@ class _ConvParams(nn.Module):
 
 
 def _conv3x3_same(x: jax.Array, kernel: jax.Array,
-                  kernel_grad: str = 'xla') -> jax.Array:
+                  kernel_grad: str = 'auto') -> jax.Array:
   """Zero-padded stride-1 3x3 cross-correlation, NHWC x HWIO -> NHWC."""
-  if kernel_grad == 'winograd':
+  if resolve_kernel_grad(kernel_grad) == 'winograd':
     return winograd.conv3x3_winograd_kernel_grad(x, kernel)
   return winograd.xla_conv3x3(x, kernel)
 
@@ -162,7 +176,7 @@ class ResidualDenseBlock(nn.Module):
   num_grow_ch: int = 32
   dtype: DTypeLike = jnp.float32
   dense: str = 'concat'
-  kernel_grad: str = 'xla'
+  kernel_grad: str = 'auto'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -175,9 +189,7 @@ class ResidualDenseBlock(nn.Module):
     if self.dense not in DENSE_IMPLS:
       raise ValueError(f'dense must be one of {DENSE_IMPLS}, got '
                        f'{self.dense!r}')
-    if self.kernel_grad not in KERNEL_GRADS:
-      raise ValueError(f'kernel_grad must be one of {KERNEL_GRADS}, got '
-                       f'{self.kernel_grad!r}')
+    kernel_grad = resolve_kernel_grad(self.kernel_grad)
     f, g = self.num_feat, self.num_grow_ch
     outs = (g, g, g, g, f)
     params = [_ConvParams(f + k * g, outs[k], name=f'conv{k + 1}')()
@@ -194,7 +206,7 @@ class ResidualDenseBlock(nn.Module):
       for k in range(5):
         # BasicSR's torch.cat order, which fixes imported weights' layout.
         h = _conv3x3_same(jnp.concatenate(feats, axis=-1), kernels[k],
-                          self.kernel_grad)
+                          kernel_grad)
         h = h + biases[k]
         if k < 4:
           feats.append(lrelu(h))
@@ -208,7 +220,7 @@ class ResidualDenseBlock(nn.Module):
         stacked = jnp.concatenate(
             [kernels[k][:, :, start:start + size, :] for k in range(j, 5)],
             axis=-1)
-        y = _conv3x3_same(piece, stacked, self.kernel_grad)
+        y = _conv3x3_same(piece, stacked, kernel_grad)
         offset = 0
         for k in range(j, 5):
           acc[k] = acc[k] + y[..., offset:offset + outs[k]]
@@ -226,7 +238,7 @@ class RRDB(nn.Module):
   num_grow_ch: int = 32
   dtype: DTypeLike = jnp.float32
   dense: str = 'concat'
-  kernel_grad: str = 'xla'
+  kernel_grad: str = 'auto'
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
@@ -252,7 +264,7 @@ class RRDBNet(nn.Module):
   bicubic_skip: bool = False
   dtype: DTypeLike = jnp.float32
   dense: str = 'concat'  # ResidualDenseBlock formulation (same function).
-  kernel_grad: str = 'xla'  # Dense-block kernel gradients: KERNEL_GRADS.
+  kernel_grad: str = 'auto'  # Dense-block kernel gradients: KERNEL_GRADS.
   # Recompute each RRDB's activations in the backward pass instead of
   # storing them (nn.remat): less memory for large batches, more FLOPs.
   remat: bool = False

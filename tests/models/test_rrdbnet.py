@@ -284,7 +284,7 @@ def test_winograd_kernel_grad_keeps_forward_and_gradient():
   """kernel_grad='winograd' changes how dL/dkernel is computed, not what."""
   params, lr = _scaled_params_and_input()
   for dense in ('concat', 'fused'):
-    base = _small_net(dense=dense)
+    base = _small_net(dense=dense, kernel_grad='xla')
     wino = _small_net(dense=dense, kernel_grad='winograd')
     np.testing.assert_array_equal(_apply(base, params, lr),
                                   _apply(wino, params, lr))
@@ -292,6 +292,17 @@ def test_winograd_kernel_grad_keeps_forward_and_gradient():
                           _sq_loss_grad(wino, params, lr))
   with pytest.raises(ValueError, match='kernel_grad must be one of'):
     rrdbnet.RRDBNet(num_block=1, kernel_grad='fft').init(jax.random.key(0), lr)
+
+
+def test_auto_kernel_grad_is_winograd_on_cpu_only(monkeypatch):
+  assert rrdbnet.RRDBNet().kernel_grad == 'auto'
+  assert rrdbnet.resolve_kernel_grad('auto') == (
+      'winograd' if jax.default_backend() == 'cpu' else 'xla')
+  for backend, want in (('cpu', 'winograd'), ('gpu', 'xla'), ('tpu', 'xla')):
+    monkeypatch.setattr(jax, 'default_backend', lambda b=backend: b)
+    assert rrdbnet.resolve_kernel_grad('auto') == want
+    assert rrdbnet.resolve_kernel_grad('xla') == 'xla'
+    assert rrdbnet.resolve_kernel_grad('winograd') == 'winograd'
 
 
 def test_remat_and_bfloat16_options():
