@@ -151,9 +151,12 @@ class _ConvParams(nn.Module):
 
 
 def _conv3x3_same(x: jax.Array, kernel: jax.Array,
-                  kernel_grad: str = 'auto') -> jax.Array:
-  """Zero-padded stride-1 3x3 cross-correlation, NHWC x HWIO -> NHWC."""
-  if resolve_kernel_grad(kernel_grad) == 'winograd':
+                  kernel_grad: str) -> jax.Array:
+  """Zero-padded stride-1 3x3 cross-correlation, NHWC x HWIO -> NHWC.
+
+  kernel_grad: 'xla' or 'winograd', as resolve_kernel_grad returns it.
+  """
+  if kernel_grad == 'winograd':
     return winograd.conv3x3_winograd_kernel_grad(x, kernel)
   return winograd.xla_conv3x3(x, kernel)
 
