@@ -9,7 +9,7 @@ XLA_FLAGS=--xla_force_host_platform_device_count=N and times, for the demo
 configs (experiments/rrdb_psnr.py:demo, the small RRDBNet L1 step, and
 experiments/lsrgan.py:demo, the full D+G+L LSRGAN step with a random VGG19),
 one training step compiled exactly as jaxsr/train.py compiles it: state
-replicated by train.create_state, batch placed by sharding.put_batch, and
+replicated as the loop places it, batch placed by sharding.put_batch, and
 jax.jit(step, in_shardings=(repl, data, repl, repl), out_shardings=(repl,
 repl), donate_argnums=0). The global batch is per-device batch x N.
 
@@ -50,7 +50,7 @@ def child(per_device_batch: int, repeats: int, names: list[str]) -> list:
   import numpy as np  # pylint: disable=g-import-not-at-top
   from jaxsr import methods  # pylint: disable=g-import-not-at-top
   from jaxsr import sharding  # pylint: disable=g-import-not-at-top
-  from jaxsr import train  # pylint: disable=g-import-not-at-top
+  from jaxsr.methods import base  # pylint: disable=g-import-not-at-top
 
   mesh = sharding.make_mesh()
   n = mesh.devices.size
@@ -62,7 +62,8 @@ def child(per_device_batch: int, repeats: int, names: list[str]) -> list:
     global_batch = per_device_batch * n
     sharding.check_batch_size(global_batch, mesh)
     method = methods.build(config)
-    state = train.create_state(method, mesh, train.init_key(config.seed))
+    state = jax.device_put(method.init(base.init_key(config.seed)),
+                           sharding.replicated(mesh))
     repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
     constants = jax.device_put(method.constants(), repl)
     rng = jax.random.fold_in(jax.random.key(config.seed), 1)
@@ -71,7 +72,8 @@ def child(per_device_batch: int, repeats: int, names: list[str]) -> list:
     host = {'lr': gen.random((global_batch, p // s, p // s, 3), np.float32),
             'hr': gen.random((global_batch, p, p, 3), np.float32)}
     batch = sharding.put_batch(host, mesh)
-    step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl),
+    step = jax.jit(method.stages[-1].step,
+                   in_shardings=(repl, data, repl, repl),
                    out_shardings=(repl, repl), donate_argnums=0)
     t0 = time.perf_counter()
     compiled = step.lower(state, batch, rng, constants).compile()

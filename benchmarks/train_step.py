@@ -31,7 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsr import methods
-from jaxsr import train
+from jaxsr.methods import base
 
 import configs  # benchmarks/configs.py, beside this script.
 
@@ -122,12 +122,13 @@ class JaxStep:
 
   def __init__(self, config, batch, device):
     self.method = methods.build(config)
-    self.state = self.method.init(train.init_key(0))
+    self.state = self.method.init(base.init_key(0))
     self.constants = self.method.constants()
     self.batch = jax.device_put(batch, device)
     self.key = jax.random.key(0)
     t0 = time.perf_counter()
-    self.compiled = jax.jit(self.method.train_step, donate_argnums=0).lower(
+    step = self.method.stages[-1].step  # The GAN stage of GAN methods.
+    self.compiled = jax.jit(step, donate_argnums=0).lower(
         self.state, self.batch, self.key, self.constants).compile()
     self.compile_s = time.perf_counter() - t0
     cost = self.compiled.cost_analysis()

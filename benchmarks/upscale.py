@@ -4,7 +4,7 @@
   python benchmarks/upscale.py --quick     # small RRDBNet, 170x113 -> 680x452
   python benchmarks/upscale.py --json out.json
 
-Each mode runs `jaxsr.inference.upscale` (what `python -m jaxsr.upscale`
+Each mode runs `jaxsr.evaluation.inference.upscale` (what `python -m jaxsr.upscale`
 and evaluation use) in a fresh subprocess, so that its peak resident memory
 (ru_maxrss of that process) is its own. 'untiled' runs the whole LR image at
 once (tile=0); 'tiled' cuts it into --tile x --tile LR cores with --overlap
@@ -109,7 +109,7 @@ def child(args) -> dict:
   """Runs in the subprocess: one upscale, returns timings and peak RSS."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
-  from jaxsr import inference  # pylint: disable=g-import-not-at-top
+  from jaxsr.evaluation import inference  # pylint: disable=g-import-not-at-top
   from jaxsr.methods import psnr  # pylint: disable=g-import-not-at-top
 
   config = load_config('demo' if args.quick else None)

@@ -36,9 +36,9 @@ def _official(config) -> None:
   """The README's settings shared by its PSNR and SAN-SRGAN commands."""
   # main.py defaults: Adam lr 2e-4, G betas (0.9, 0.99), batch 16, StepLR
   # (step 300 epochs, gamma 0.5) over 1000 epochs.
-  config.optim.update(lr=2e-4, b1=0.9, b2=0.99, milestones=(),
+  config.optim.update(lr=2e-4, b1=0.9, b2=0.99, milestone_fractions=(),
                       decay_every=300 * _OFFICIAL_STEPS_PER_EPOCH)
-  config.d_optim.update(lr=2e-4, milestones=(),
+  config.d_optim.update(lr=2e-4, milestone_fractions=(),
                         decay_every=300 * _OFFICIAL_STEPS_PER_EPOCH)
   config.data.batch_size = 16
   config.data.hr_patch = 160  # --crop-size 40 (LR) at x4.
@@ -92,12 +92,13 @@ def get_config(arg=None):
   ))
   # "Adam ... with momentum parameters set to 0.5 and 0.9"; "the learning
   # rate is initialized to 2·10^-4 and is decreased by a factor of 2 at
-  # 12.5%, 25%, 50% and 75% of the total number of iterations" (of 400K).
-  num_steps = 400_000
-  milestones = tuple(int(num_steps * f) for f in (0.125, 0.25, 0.5, 0.75))
-  config.optim = config_lib.adam(2e-4, b1=0.5, b2=0.9, milestones=milestones)
+  # 12.5%, 25%, 50% and 75% of the total number of iterations" (of 400K):
+  # fractions of the GAN stage's length, so they follow train.num_steps.
+  fractions = (0.125, 0.25, 0.5, 0.75)
+  config.optim = config_lib.adam(2e-4, b1=0.5, b2=0.9,
+                                 milestone_fractions=fractions)
   config.d_optim = config_lib.adam(2e-4, b1=0.5, b2=0.9,
-                                   milestones=milestones)
+                                   milestone_fractions=fractions)
   config.data = config_lib.data()
   # "800 DIV2K training images ... random cropping and horizontal
   # flipping" (our pipeline flips and rotates); "a batch size of 32".
@@ -105,7 +106,7 @@ def get_config(arg=None):
   # Not in the paper: HR patches larger than the critic's 128 crop, as the
   # official README's --crop-size 40 (LR) -> 160 (HR).
   config.data.hr_patch = 160
-  config.train = config_lib.train(num_steps)  # "400K equal D and G updates".
+  config.train = config_lib.train(400_000)  # "400K equal D and G updates".
   config.eval = config_lib.evaluation()
 
   if arg == 'adv001':
@@ -125,9 +126,10 @@ def get_config(arg=None):
     config.critic.normalize_every = 1
   elif arg == 'psnr':
     # README "Train SRGAN x4 PSNR model": --reconstruction-weight 1 (L1)
-    # only; the paper says MSE. Every step is the warm-up step.
+    # only; the paper says MSE. Every step is the warm-up step (linked:
+    # overriding train.num_steps keeps it so).
     _official(config)
-    config.psnr_warmup_steps = config.train.num_steps
+    config.psnr_warmup_steps = config.train.get_ref('num_steps')
   elif arg == 'demo':
     # Departures for a few CPU minutes on the embedded images: a small G and
     # critic (4 blocks: 64x64 crops of 96x96 patches), its own PSNR
@@ -138,8 +140,8 @@ def get_config(arg=None):
     config.critic.update(num_features=16, max_features=64, num_blocks=4)
     config.perceptual.weights = 'random'
     config.loss.feature_layer = 'conv2_2'
-    config.optim.update(milestones=())
-    config.d_optim.update(milestones=())
+    config.optim.update(milestone_fractions=())
+    config.d_optim.update(milestone_fractions=())
     config.psnr_warmup_steps = 1000
     config_lib.demo_data(config, hr_patch=96, batch_size=4)
     config.train.update(num_steps=1400, log_every=50, eval_every=0,
@@ -151,6 +153,8 @@ def get_config(arg=None):
     config.perceptual.weights = 'random'
     config.loss.feature_layer = 'conv1_1'
     config.psnr_warmup_steps = 1
+    config.optim.update(milestone_fractions=())  # Constant lr, 4 steps.
+    config.d_optim.update(milestone_fractions=())
     config.data.update(source='demo', hr_patch=24, batch_size=4,
                        num_threads=2, max_val_images=1)
     config.train.update(num_steps=4, log_every=1, eval_every=0,

@@ -1,6 +1,6 @@
 """Thin Orbax wrapper: save/restore the whole train state under workdir/checkpoints.
 
-Resume order (see `restore_or_init`): a checkpoint in the workdir, then the
+Resume order (`restore_or_init`): a checkpoint in the workdir, then the
 weights of `config.init_from` (another workdir), then the fresh state.
 """
 
@@ -51,6 +51,18 @@ def restore_latest(mngr: ocp.CheckpointManager, state):
   return mngr.restore(step, args=ocp.args.StandardRestore(_abstract(state)))
 
 
+def restore_or_init(mngr: ocp.CheckpointManager, state, init_from: str,
+                    fields: tuple[str, ...]):
+  """The resume order: mngr's newest checkpoint, else `fields` copied from the
+  workdir `init_from` (when set), else `state` as it is."""
+  restored = restore_latest(mngr, state)
+  if restored is not None:
+    return restored
+  if init_from:
+    return init_from_workdir(state, init_from, fields)
+  return state
+
+
 def load_raw(workdir: str) -> dict:
   """The newest checkpoint of another workdir as a tree of numpy arrays."""
   mngr = manager(workdir, async_save=False)
@@ -64,7 +76,7 @@ def load_raw(workdir: str) -> dict:
   return raw
 
 
-def init_from(state, workdir: str, fields: tuple[str, ...]):
+def init_from_workdir(state, workdir: str, fields: tuple[str, ...]):
   """Copies the named fields (e.g. 'g_params') from `workdir`'s checkpoint into `state`.
 
   Shapes must match leaf for leaf; a field missing in the source is skipped with

@@ -10,6 +10,14 @@ import ml_collections
 ConfigDict = ml_collections.ConfigDict
 
 
+def check_keys(section, allowed, name: str) -> None:
+  """Raises ValueError naming the unknown keys of config.<name> and the valid ones."""
+  unknown = set(section.keys()) - set(allowed)
+  if unknown:
+    raise ValueError(f'unknown key(s) {sorted(unknown)} in config.{name}; '
+                     f'expected some of {sorted(allowed)}')
+
+
 def generator() -> ConfigDict:
   """ESRGAN's RRDBNet (23 RRDB, 64 features, growth 32), kept by LSRGAN (§3.1)."""
   # dense: 'concat' (BasicSR) or 'fused', the same function computed with
@@ -67,8 +75,10 @@ def evaluation() -> ConfigDict:
 
 def adam(lr: float, **schedule) -> ConfigDict:
   """Adam β1=0.9, β2=0.999, ε=1e-8, no weight decay (paper 000 §4.1)."""
+  # milestones count the steps of the stage the optimizer trains in (the GAN
+  # stage after a warm-up); milestone_fractions are fractions of its length.
   fields = dict(lr=lr, b1=0.9, b2=0.999, eps=1e-8, decay_every=0,
-                decay_factor=0.5, milestones=())
+                decay_factor=0.5, milestones=(), milestone_fractions=())
   fields.update(schedule)
   return ConfigDict(fields)
 

@@ -11,7 +11,7 @@
 A --data folder holds HR images (modcropped to the scale and downscaled with
 MATLAB-exact bicubic), or is `HR:LR` for paired folders (LR files named as
 the HR ones, or `{name}x{scale}` as DIV2K), used as given. Metrics
-(`--metrics`, see jaxsr.metric_suite): PSNR/SSIM on Y (BT.601), border =
+(`--metrics`, see jaxsr.evaluation.metric_suite): PSNR/SSIM on Y (BT.601), border =
 scale, SR rounded to uint8. By default Y is rounded as MATLAB's rgb2ycbcr on
 uint8 and a gray HR is used as-is (compared with the SR's luma): convention A
 of metrics-conventions.md, which reproduces the published bicubic numbers
@@ -35,12 +35,13 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
-from jaxsr import metric_suite
-from jaxsr import report
-from jaxsr import scoring
 from jaxsr.data import datasets
 from jaxsr.data import imresize
 from jaxsr.data import io
+from jaxsr.evaluation import held_out
+from jaxsr.evaluation import metric_suite
+from jaxsr.evaluation import report
+from jaxsr.evaluation import scoring
 
 FLAGS = flags.FLAGS
 
@@ -83,20 +84,20 @@ def images_of(spec: str, scale: int, gray: str):
 
 def score_folder(name_to_sr, spec: str, scale: int, scorer, gray: str,
                  crop: int = 64, grid_rows: int = 16):
-  """({method: per-image rows}, crop-grid rows) for one folder spec."""
-  rows = {m: [] for m in name_to_sr}
-  grid = []
-  for name, hr, lr in images_of(spec, scale, gray):
-    srs = {method: sr_fn(lr) for method, sr_fn in name_to_sr.items()}
-    for method, sr in srs.items():
-      rows[method].append({'name': name, **scorer(sr, hr)})
-    if len(grid) < grid_rows:
-      box = report.detail_box(hr, crop)
-      bic = srs.get('bicubic')
-      bic = scoring.bicubic(lr, scale) if bic is None else bic
-      grid.append([report.crop_box(x, box) for x in (
-          bic, *(srs[m] for m in name_to_sr if m != 'bicubic'), hr)])
-  return rows, grid
+  """({method: per-image rows}, crop-grid rows) for one folder spec.
+
+  Each grid row is the most detailed crop x crop window of an image's HR:
+  bicubic | each model | HR.
+  """
+  def crops(hr, srs, lr):
+    box = report.detail_box(hr, crop)
+    bic = srs.get('bicubic')
+    bic = scoring.bicubic(lr, scale) if bic is None else bic
+    return [[report.crop_box(x, box) for x in (
+        bic, *(srs[m] for m in name_to_sr if m != 'bicubic'), hr)]]
+
+  return held_out.score_images(images_of(spec, scale, gray), name_to_sr,
+                               scorer, crops, grid_rows)
 
 
 def paper_table(summary: dict, methods: list[str], names=None) -> str:
@@ -144,7 +145,7 @@ def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
       raise ValueError(f'{w} was trained for x{model.scale}, not x{scale}')
     name = os.path.basename(os.path.normpath(w))
     sr_fns[name] = (lambda m: lambda lr: scoring.model_sr(
-        m.predict, lr, scale, tile, overlap))(model)
+        m.predict, lr, scale, tile if m.tileable else 0, overlap))(model)
   if not sr_fns:
     raise ValueError('nothing to evaluate: give --workdir and/or --baseline')
   scorer = metric_suite.Scorer(names, scale, rounded_y, files)

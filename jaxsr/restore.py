@@ -12,15 +12,22 @@ import numpy as np
 from jaxsr import checkpoint
 from jaxsr import methods
 from jaxsr import sharding
-from jaxsr import train  # For init_key only.
+from jaxsr.methods import base
 
 
 @dataclasses.dataclass(frozen=True)
 class Model:
-  """A restored generator: predict maps float32 NHWC LR in [0,1] to SR."""
+  """A restored model: predict maps float32 NHWC LR in [0,1] to SR.
+
+  `predict(lr, rng=None)`: rng defaults to a fixed key of the run's seed, so
+  a stochastic method (a latent search) gives the same SR every time.
+  `tileable` says whether the SR of tiles may be stitched (else whole images
+  only).
+  """
   config: ml_collections.ConfigDict
   step: int
-  predict: Callable[[np.ndarray], np.ndarray]
+  predict: Callable[..., np.ndarray]
+  tileable: bool = True
 
   @property
   def scale(self) -> int:
@@ -37,16 +44,19 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(json.load(f))
 
 
-def load_state(workdir: str):
-  """The newest checkpointed state of `workdir` on one device."""
-  config = load_config(workdir)
-  method = methods.build(config)
+def load_state(workdir: str, method: base.Method | None = None):
+  """The newest checkpointed state of `workdir` on one device.
+
+  `method` is the workdir's method when the caller built it already.
+  """
+  if method is None:
+    method = methods.build(load_config(workdir))
   mesh = sharding.make_mesh(jax.devices()[:1])
   # Shapes only: no random init, and no frozen loss networks to load.
   repl = sharding.replicated(mesh)
   abstract = jax.tree.map(
       lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-      jax.eval_shape(method.init, train.init_key(0)))
+      jax.eval_shape(method.init, base.init_key(0)))
   mngr = checkpoint.manager(workdir, async_save=False)
   state = checkpoint.restore_latest(mngr, abstract)
   mngr.close()
@@ -59,7 +69,13 @@ def load_model(workdir: str) -> Model:
   """The newest checkpoint of `workdir`, ready for inference on one device."""
   config = load_config(workdir)
   method = methods.build(config)
-  state = load_state(workdir)
+  state = load_state(workdir, method)
   jit_predict = jax.jit(method.predict)
-  return Model(config=config, step=int(state.step),
-               predict=lambda lr: jit_predict(state, lr))
+  default_rng = jax.random.fold_in(jax.random.key(config.seed), 2)
+
+  def predict(lr, rng=None):
+    return jit_predict(state, {'lr': lr},
+                       default_rng if rng is None else rng)
+
+  return Model(config=config, step=int(state.step), predict=predict,
+               tileable=method.tileable)

@@ -34,6 +34,13 @@ def check_batch_size(global_batch: int, mesh: Mesh) -> None:
         f'processes ({jax.process_count()})')
 
 
+def check_batch(local_batch: dict, mesh: Mesh) -> None:
+  """check_batch_size for the global batch of which this host holds `local_batch`."""
+  leaves = jax.tree.leaves(local_batch)
+  if leaves:
+    check_batch_size(leaves[0].shape[0] * jax.process_count(), mesh)
+
+
 def put_batch(local_batch: dict, mesh: Mesh) -> dict:
   """Turns this host's numpy batch into global arrays split over 'data'."""
   sharding = data_sharded(mesh)

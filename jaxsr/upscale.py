@@ -10,8 +10,8 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from jaxsr import scoring
 from jaxsr.data import io
+from jaxsr.evaluation import scoring
 
 FLAGS = flags.FLAGS
 
@@ -26,7 +26,8 @@ def upscale_files(workdir: str, inputs: list[str], output: str, tile: int,
   written = []
   for path in inputs:
     lr = io.read_image(path)
-    sr = scoring.model_sr(model.predict, lr, model.scale, tile, overlap)
+    sr = scoring.model_sr(model.predict, lr, model.scale,
+                          tile if model.tileable else 0, overlap)
     out = output if len(inputs) == 1 else os.path.join(
         output, os.path.splitext(os.path.basename(path))[0] + '.png')
     io.write_image(out, sr)

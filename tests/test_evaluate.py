@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from jaxsr import evaluate
-from jaxsr import metric_suite
-from jaxsr import report
+from jaxsr.evaluation import metric_suite
+from jaxsr.evaluation import report
 from jaxsr.data import io
 from jaxsr.metrics import niqe
 from tests.metrics.test_ma import _one_leaf

@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from jaxsr import methods
-from jaxsr import train
+from jaxsr.methods import base
 from tests.helpers import load_experiment
 
 EXPERIMENTS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1]
@@ -28,8 +28,17 @@ def test_config_builds(name, arg):
   with pytest.raises(AttributeError):
     config.not_a_field = 1  # Locked: typos in overrides are errors.
   method = methods.build(config)
-  state = jax.eval_shape(method.init, train.init_key(0))
+  state = jax.eval_shape(method.init, base.init_key(0))
   assert state.step.shape == ()
+  # The stages cover train.num_steps; a GAN config's warm-up comes first.
+  assert method.num_steps == config.train.num_steps
+  warmup = min(config.get('psnr_warmup_steps', 0), config.train.num_steps)
+  names = [s.name for s in method.stages]
+  if config.method == 'psnr' or warmup == config.train.num_steps:
+    assert names == ['psnr']
+  else:
+    assert names == (['psnr', 'gan'] if warmup else ['gan'])
+    assert method.stages[-1].num_steps == config.train.num_steps - warmup
 
 
 def test_unknown_variant():

@@ -1,4 +1,4 @@
-"""The training loop: 1 vs 4 devices, resume after a kill, NaN guard, init_from."""
+"""The training loop: 1 vs 4 devices, resume after a kill, NaN guard, init_from, stages."""
 
 import dataclasses
 
@@ -11,6 +11,7 @@ from jaxsr import checkpoint
 from jaxsr import methods
 from jaxsr import sharding
 from jaxsr import train
+from jaxsr.methods import base
 from tests import helpers
 
 REPO = helpers.REPO
@@ -28,9 +29,9 @@ _batch = helpers.random_batch
 
 
 def _run_step(method, mesh, batch):
-  state = train.create_state(method, mesh, train.init_key(0))
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl),
+  state = jax.device_put(method.init(base.init_key(0)), repl)
+  step = jax.jit(method.stages[0].step, in_shardings=(repl, data, repl, repl),
                  out_shardings=(repl, repl))
   batch = jax.device_put(batch, data)
   return step(state, batch, jax.random.key(1), {})
@@ -65,7 +66,7 @@ def test_resume_after_stop_equals_uninterrupted_run(tmp_path):
   straight = train.train_and_evaluate(tiny_config(num_steps=4, eval_every=2),
                                       str(tmp_path / 'a'))
   tags = _event_tags(tmp_path / 'a')
-  assert {'train/g_l1', 'eval/val/psnr', 'eval/val/grid'} <= tags, tags
+  assert {'train/psnr/g_l1', 'eval/val/psnr', 'eval/val/grid'} <= tags, tags
   workdir = str(tmp_path / 'b')
   first = train.train_and_evaluate(tiny_config(num_steps=2), workdir)
   assert int(first.step) == 2
@@ -89,15 +90,17 @@ def test_nan_stops_training_and_keeps_last_good_checkpoint(tmp_path,
 
   def poisoned_build(config):
     method = real_build(config)
+    stage = method.stages[0]
 
     def step(state, batch, rng, constants):
-      state, metrics = method.train_step(state, batch, rng, constants)
+      state, metrics = stage.step(state, batch, rng, constants)
       bad = state.step >= 3  # Poison the weights from step 3 on.
       g = jax.tree.map(lambda x: jnp.where(bad, jnp.nan, x), state.g_params)
       metrics['g_l1'] = jnp.where(bad, jnp.nan, metrics['g_l1'])
       return state.replace(g_params=g), metrics
 
-    return dataclasses.replace(method, train_step=step)
+    return dataclasses.replace(
+        method, stages=(dataclasses.replace(stage, step=step),))
 
   monkeypatch.setitem(methods.METHODS, 'psnr', poisoned_build)
   workdir = str(tmp_path / 'w')
@@ -123,6 +126,11 @@ def test_init_from_copies_generator_weights(tmp_path):
   state = train.train_and_evaluate(config, str(tmp_path / 'dst'))
   assert int(state.step) == 0
   jax.tree.map(np.testing.assert_array_equal, source.g_params, state.g_params)
+  # A run with nothing to train still leaves a checkpoint (step 0) to
+  # evaluate and upscale with.
+  mngr = checkpoint.manager(str(tmp_path / 'dst'))
+  assert list(mngr.all_steps()) == [0]
+  mngr.close()
 
 
 def test_unknown_config_key_is_named():
@@ -140,13 +148,14 @@ def test_training_compiles_the_step_once(tmp_path, monkeypatch):
 
   def counting_build(config):
     method = build(config)
+    stage = method.stages[0]
 
     def step(*args):
       traces.append(1)  # Runs once per trace, never per call.
-      return method.train_step(*args)
+      return stage.step(*args)
 
-    return dataclasses.replace(
-        method, train_step=chex.assert_max_traces(step, n=1))
+    return dataclasses.replace(method, stages=(dataclasses.replace(
+        stage, step=chex.assert_max_traces(step, n=1)),))
 
   monkeypatch.setattr(methods, 'build', counting_build)
   state = train.train_and_evaluate(
@@ -154,3 +163,13 @@ def test_training_compiles_the_step_once(tmp_path, monkeypatch):
       str(tmp_path / 'w'))
   assert int(state.step) == 5
   assert len(traces) == 1
+
+
+def test_psnr_run_matches_the_pre_stage_code(tmp_path):
+  """The same losses on the same seeds as the code before Method/Stage, and
+  a resumed run matches the straight run recorded then."""
+  workdir = str(tmp_path / 'w')
+  train.train_and_evaluate(tiny_config(num_steps=2, log_every=1), workdir)
+  state = train.train_and_evaluate(tiny_config(num_steps=3, log_every=1),
+                                   workdir)
+  helpers.assert_matches_pre_stage('rrdb_psnr', workdir, state)

@@ -8,6 +8,7 @@ the DIV2K layout), 'demo' (embedded images, no download) and 'tfds'
 from absl import logging
 import numpy as np
 
+from jaxsr import config_lib
 from jaxsr.data import datasets
 from jaxsr.data import demo
 
@@ -20,10 +21,7 @@ KEYS = {'source', 'train_dir', 'train_lr_dir', 'val_dir', 'val_lr_dir',
 
 def check(data_config) -> None:
   """Raises ValueError for unknown keys or an unknown source."""
-  unknown = set(data_config.keys()) - KEYS
-  if unknown:
-    raise ValueError(f'unknown key(s) {sorted(unknown)} in config.data; '
-                     f'expected some of {sorted(KEYS)}')
+  config_lib.check_keys(data_config, KEYS, 'data')
   if data_config.source not in SOURCES:
     raise ValueError(f'config.data.source={data_config.source!r}; expected one '
                      f'of {SOURCES}')

@@ -186,7 +186,7 @@ class GanType(enum.Enum):
   WGAN = 'wgan'
 
 
-def _gan_type(kind: str | GanType) -> GanType:
+def gan_type(kind: str | GanType) -> GanType:
   """A GanType from its value, with the choices named on error."""
   if isinstance(kind, GanType):
     return kind
@@ -203,7 +203,7 @@ def d_loss(
     kind: str | GanType, real_logits: jax.Array, fake_logits: jax.Array
 ) -> jax.Array:
   """The discriminator's loss of the given family (see the functions above)."""
-  kind = _gan_type(kind)
+  kind = gan_type(kind)
   if kind is GanType.VANILLA:
     return gan_d_loss(real_logits, fake_logits)
   if kind is GanType.RAGAN:
@@ -219,7 +219,7 @@ def g_loss(
     fake_logits: jax.Array,
 ) -> jax.Array:
   """The generator's loss; real_logits is needed by 'ragan' only."""
-  kind = _gan_type(kind)
+  kind = gan_type(kind)
   if kind is GanType.RAGAN:
     if real_logits is None:
       raise ValueError('the ragan G loss needs real_logits, got None')

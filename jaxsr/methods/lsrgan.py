@@ -8,12 +8,19 @@ on conv3_4 (CESRGAN, CLSRGAN), the μ term only when the encoder L is enabled
 jitted step updates D, then G, then L (§4.1: "we alternately update the D, G,
 and L"), then the EMA of G.
 
+Stages: 'gan', preceded by a 'psnr' L1 warm-up of G and L (`psnr.stage`)
+for runs without `init_from` (`config.psnr_warmup_steps`); the 'gan' stage's
+enter restarts the EMA from the G it starts with. G's and L's Adam moments
+carry over from the warm-up; every learning-rate schedule of the 'gan' stage
+counts its own steps, as the paper's separate stage-2 run does.
+
 `config.disc.norm='spectral'` gives paper 002's ESRGAN* baseline (D with
 spectral normalization); its power-iteration vectors travel in
 `GANState.d_norm` like the BN statistics, refreshed on every training call
 of D as torch's spectral_norm does in train mode.
 """
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -22,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxsr import config_lib
 from jaxsr.losses import adversarial
 from jaxsr.losses import contextual
 from jaxsr.losses import lsr
@@ -37,6 +45,60 @@ PERCEPTUAL_KINDS = ('vgg', 'contextual')
 LOSS_KEYS = {'perceptual', 'perceptual_weight', 'vgg_layer_weights',
              'cx_layer', 'cx_band_width', 'cx_max_samples', 'gan_type',
              'adv_weight', 'pixel_weight', 'latent_weight', 'latent_sign'}
+
+
+@dataclasses.dataclass(frozen=True)
+class GanLoss:
+  """G's objective (eqs. 1, 10, 12, 13) and D's adversarial loss, as the
+  jitted step reads them (static, hashable)."""
+  gan_type: adversarial.GanType
+  perceptual: str  # 'vgg' (eqs. 1, 10) or 'contextual' (eqs. 12, 13).
+  perceptual_weight: float
+  vgg_layer_weights: tuple[tuple[str, float], ...]
+  cx_layer: str
+  cx_band_width: float
+  cx_max_samples: int
+  adv_weight: float  # λ.
+  pixel_weight: float  # η.
+  latent_weight: float  # μ.
+  latent_sign: float  # −1: eq. 10's −μ.
+
+  @classmethod
+  def from_config(cls, loss_config) -> 'GanLoss':
+    """Validated from config.loss."""
+    config_lib.check_keys(loss_config, LOSS_KEYS, 'loss')
+    if loss_config.perceptual not in PERCEPTUAL_KINDS:
+      raise ValueError(f'config.loss.perceptual={loss_config.perceptual!r}; '
+                       f'expected one of {PERCEPTUAL_KINDS}')
+    return cls(
+        gan_type=adversarial.gan_type(loss_config.gan_type),
+        perceptual=loss_config.perceptual,
+        perceptual_weight=float(loss_config.perceptual_weight),
+        vgg_layer_weights=tuple(
+            (k, float(v)) for k, v in loss_config.vgg_layer_weights.items()),
+        cx_layer=loss_config.cx_layer,
+        cx_band_width=float(loss_config.cx_band_width),
+        cx_max_samples=int(loss_config.cx_max_samples),
+        adv_weight=float(loss_config.adv_weight),
+        pixel_weight=float(loss_config.pixel_weight),
+        latent_weight=float(loss_config.latent_weight),
+        latent_sign=float(loss_config.latent_sign))
+
+  @property
+  def feature_layers(self) -> tuple[str, ...]:
+    """The VGG19 layers the perceptual term reads."""
+    if self.perceptual == 'vgg':
+      return tuple(k for k, _ in self.vgg_layer_weights)
+    return (self.cx_layer,)
+
+  def perceptual_term(self, sr_feats, hr_feats, key):
+    """The VGG L1 (eq. 1) or cosine contextual loss (eq. 12), a scalar."""
+    if self.perceptual == 'vgg':
+      return perceptual.perceptual_loss(sr_feats, hr_feats,
+                                        dict(self.vgg_layer_weights))
+    return contextual.contextual_loss(
+        sr_feats[self.cx_layer], hr_feats[self.cx_layer], key=key,
+        band_width=self.cx_band_width, max_samples=self.cx_max_samples)
 
 
 @flax.struct.dataclass
@@ -55,44 +117,19 @@ class GANState:
 
 
 def _check(config) -> None:
-  base.check_keys(config.loss, LOSS_KEYS, 'loss')
-  base.check_keys(config.disc, {'num_feat', 'norm', 'batch_norm'}, 'disc')
+  config_lib.check_keys(config.disc, {'num_feat', 'norm', 'batch_norm'},
+                        'disc')
   discriminators.norm_collections(config.disc.norm)  # Validates the name.
-  base.check_keys(config.perceptual, {'weights'}, 'perceptual')
-  base.check_keys(config.optim, {'lr', 'b1', 'b2', 'eps', 'decay_every',
-                                 'decay_factor', 'milestones'}, 'optim')
-  if config.loss.perceptual not in PERCEPTUAL_KINDS:
-    raise ValueError(f'config.loss.perceptual={config.loss.perceptual!r}; '
-                     f'expected one of {PERCEPTUAL_KINDS}')
-  if config.loss.gan_type not in ('ragan', 'vanilla'):
-    raise ValueError(f'config.loss.gan_type={config.loss.gan_type!r}; '
-                     "expected 'ragan' (ESRGAN) or 'vanilla'")
+  config_lib.check_keys(config.perceptual, {'weights'}, 'perceptual')
+  config_lib.check_keys(config.optim, base.OPTIM_KEYS, 'optim')
   if config.loss.latent_weight and not config.encoder.enabled:
     raise ValueError('config.loss.latent_weight (μ) > 0 needs '
                      'config.encoder.enabled=True')
   if config.psnr_warmup_steps < 0:
     raise ValueError('config.psnr_warmup_steps must be >= 0')
-  base.check_keys(config.ema, {'decay', 'predict'}, 'ema')
+  config_lib.check_keys(config.ema, {'decay', 'predict'}, 'ema')
   if not 0. <= config.ema.decay < 1.:
     raise ValueError(f'config.ema.decay={config.ema.decay} not in [0, 1)')
-
-
-def _feature_layers(loss_config) -> tuple[str, ...]:
-  if loss_config.perceptual == 'vgg':
-    return tuple(loss_config.vgg_layer_weights.keys())
-  return (loss_config.cx_layer,)
-
-
-def _adv_d(real, fake, gan_type):
-  if gan_type == 'ragan':
-    return adversarial.ragan_d_loss(real, fake)  # BasicSR's detached means.
-  return adversarial.gan_d_loss(real, fake)
-
-
-def _adv_g(real, fake, gan_type):
-  if gan_type == 'ragan':
-    return adversarial.ragan_g_loss(jax.lax.stop_gradient(real), fake)
-  return adversarial.gan_g_loss(fake)
 
 
 def _init(rng, *, g, d, l, g_tx, d_tx, l_tx, hr_patch, scale):
@@ -125,7 +162,7 @@ def _apply_d(d, params, state, x):
 
 
 def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
-              l_tx, loss_cfg, ema_decay, gan_start):
+              l_tx, loss: GanLoss, ema_decay: float):
   lr_img, hr = batch['lr'], batch['hr']
   cx_key = jax.random.fold_in(rng, state.step)
 
@@ -136,7 +173,8 @@ def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
     real, stats = _apply_d(d, d_params, (state.d_batch_stats, state.d_norm),
                            hr)
     fake, stats = _apply_d(d, d_params, stats, sr)
-    return _adv_d(real, fake, loss_cfg.gan_type), (stats, real, fake)
+    return (adversarial.d_loss(loss.gan_type, real, fake),
+            (stats, real, fake))
 
   (d_loss, (d_stats, real, fake)), d_grads = jax.value_and_grad(
       d_loss_fn, has_aux=True)(state.d_params)
@@ -153,27 +191,21 @@ def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
     out = g.apply({'params': g_params}, lr_img)
     real_logits, stats = _apply_d(d, d_params, d_stats, hr)
     fake_logits, stats = _apply_d(d, d_params, stats, out)
-    adv = _adv_g(real_logits, fake_logits, loss_cfg.gan_type)
-    sr_feats = feat.apply({'params': constants}, out)
-    if loss_cfg.perceptual == 'vgg':
-      percep = perceptual.perceptual_loss(
-          sr_feats, hr_feats, dict(loss_cfg.vgg_layer_weights))
-    else:
-      percep = contextual.contextual_loss(
-          sr_feats[loss_cfg.cx_layer], hr_feats[loss_cfg.cx_layer],
-          key=cx_key, band_width=loss_cfg.cx_band_width,
-          max_samples=loss_cfg.cx_max_samples)
+    # real_logits do not depend on G: constants of this gradient.
+    adv = adversarial.g_loss(loss.gan_type, real_logits, fake_logits)
+    percep = loss.perceptual_term(feat.apply({'params': constants}, out),
+                                  hr_feats, cx_key)
     if l is not None:
       terms = lsr.lsr_generator_terms(
           out, hr, l.apply({'params': state.l_params}, out), l_hr,
-          eta=loss_cfg.pixel_weight, mu=loss_cfg.latent_weight,
-          mu_sign=loss_cfg.latent_sign)
+          eta=loss.pixel_weight, mu=loss.latent_weight,
+          mu_sign=loss.latent_sign)
     else:
       pix = pixel.l1(out, hr)
       terms = {'pixel': pix, 'latent': jnp.zeros(()),
-               'total': loss_cfg.pixel_weight * pix}
-    total = (loss_cfg.perceptual_weight * percep
-             + loss_cfg.adv_weight * adv + terms['total'])
+               'total': loss.pixel_weight * pix}
+    total = (loss.perceptual_weight * percep
+             + loss.adv_weight * adv + terms['total'])
     aux = {'g_total': total, 'g_perceptual': percep, 'g_adv': adv,
            'g_pixel': terms['pixel'], 'g_latent': terms['latent']}
     return total, (aux, stats, out)
@@ -198,11 +230,8 @@ def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
                                          state.l_params)
     l_params = optax.apply_updates(state.l_params, l_updates)
 
-  # The EMA starts from G as it enters GAN training (the PSNR model).
-  first = state.step == gan_start
-  ema = jax.tree.map(
-      lambda e, p0, p: ema_decay * jnp.where(first, p0, e)
-      + (1. - ema_decay) * p, state.ema_params, state.g_params, g_params)
+  ema = jax.tree.map(lambda e, p: ema_decay * e + (1. - ema_decay) * p,
+                     state.ema_params, g_params)
   metrics = {'d_loss': d_loss, 'd_real': jnp.mean(real),
              'd_fake': jnp.mean(fake), 'l_loss': l_loss, **g_metrics}
   metrics = {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
@@ -214,62 +243,54 @@ def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
   return state, metrics
 
 
-def _warmup_step(state, batch, rng, constants, *, g, l, g_tx, l_tx, keys):
-  """PSNR warm-up (L1 for G, L1 to the LR for L) for runs without init_from.
-
-  Returns the same metric keys as the GAN step (zeros for the GAN terms), so
-  logs and checks see one schema.
-  """
-  del rng, constants
-  g_params, g_opt_state, g_l1 = psnr._l1_update(  # pylint: disable=protected-access
-      state.g_params, state.g_opt_state, g_tx, g.apply, batch['lr'],
-      batch['hr'])
-  l_params, l_opt_state, l_l1 = state.l_params, state.l_opt_state, 0.
-  if l is not None:
-    l_params, l_opt_state, l_l1 = psnr._l1_update(  # pylint: disable=protected-access
-        state.l_params, state.l_opt_state, l_tx, l.apply, batch['hr'],
-        batch['lr'])
-  metrics = {k: jnp.zeros((), jnp.float32) for k in keys}
-  metrics.update(g_pixel=g_l1, l_loss=jnp.asarray(l_l1, jnp.float32))
-  state = state.replace(step=state.step + 1, g_params=g_params,
-                        g_opt_state=g_opt_state, l_params=l_params,
-                        l_opt_state=l_opt_state)
-  return state, metrics
-
-
-_METRIC_KEYS = ('d_loss', 'd_real', 'd_fake', 'l_loss', 'g_total',
-                'g_perceptual', 'g_adv', 'g_pixel', 'g_latent')
-
-
-def _predict(state, lr, *, g, use_ema):
-  params = state.ema_params if use_ema else state.g_params
-  return g.apply({'params': params}, lr)
+def _restart_ema(state):
+  """The gan stage's enter: the EMA starts from G as it enters GAN training
+  (the PSNR model, trained here or loaded by init_from)."""
+  return state.replace(ema_params=jax.tree.map(jnp.copy, state.g_params))
 
 
 def build(config) -> base.Method:
-  """ESRGAN/LSRGAN/CESRGAN/CLSRGAN from config.{loss,encoder,disc,optim,...}."""
+  """ESRGAN/LSRGAN/CESRGAN/CLSRGAN: stages 'psnr' (the warm-up, only for
+  runs without init_from) and 'gan', from config.{loss,encoder,disc,optim,...}."""
   _check(config)
+  loss = GanLoss.from_config(config.loss)
   g = psnr.build_generator(config)
   l = psnr.build_encoder(config)
   d = discriminators.VGGStyleDiscriminator(
       num_feat=config.disc.num_feat, input_size=config.data.hr_patch,
       norm=config.disc.norm, batch_norm=config.disc.batch_norm)
-  feat = vgg.VGG(depth=19, layers=_feature_layers(config.loss))
-  lr_schedule = base.schedule(config.optim)
-  warmup = int(config.psnr_warmup_steps)
-  tx = base.adam(config.optim, lr_schedule)
-  gan_step = functools.partial(
-      _gan_step, g=g, d=d, l=l, feat=feat, g_tx=tx, d_tx=tx, l_tx=tx,
-      loss_cfg=config.loss, ema_decay=config.ema.decay, gan_start=warmup)
-  warmup_step = functools.partial(_warmup_step, g=g, l=l, g_tx=tx, l_tx=tx,
-                                  keys=_METRIC_KEYS)
+  feat = vgg.VGG(depth=19, layers=loss.feature_layers)
+  total = int(config.train.num_steps)
+  warmup = min(int(config.psnr_warmup_steps), total)
+  warm_schedule = base.schedule(config.optim, warmup)
+  warm_tx = base.adam(config.optim, warm_schedule)
+  stages = []
+  if warmup:
+    stages.append(psnr.stage('psnr', warmup, g=g, l=l, g_tx=warm_tx,
+                             l_tx=warm_tx, lr_schedule=warm_schedule,
+                             evaluate_at_end=True))
+  # §4.1's milestones count GAN iterations for D, G and L alike: G and L
+  # made `warmup` updates before, so their schedule is counted from there.
+  gan_schedule = base.schedule(config.optim, total - warmup)
+  gl_tx = base.adam(config.optim, base.counted_from(gan_schedule, warmup))
+  d_tx = base.adam(config.optim, gan_schedule)
+  if total > warmup:
+    gan_step = functools.partial(
+        _gan_step, g=g, d=d, l=l, feat=feat, g_tx=gl_tx, d_tx=d_tx, l_tx=gl_tx,
+        loss=loss, ema_decay=float(config.ema.decay))
+    stages.append(base.Stage(
+        'gan', total - warmup,
+        step=base.with_learning_rate(gan_step, gan_schedule, warmup),
+        enter=_restart_ema))
+  predict_field = 'ema_params' if config.ema.predict else 'g_params'
   return base.Method(
-      init=functools.partial(_init, g=g, d=d, l=l, g_tx=tx, d_tx=tx, l_tx=tx,
-                             hr_patch=config.data.hr_patch, scale=config.scale),
-      train_step=base.with_learning_rate(gan_step, lr_schedule),
-      warmup_step=base.with_learning_rate(warmup_step, lr_schedule) if warmup else None,
-      warmup_steps=warmup,
-      predict=functools.partial(_predict, g=g, use_ema=config.ema.predict),
+      init=functools.partial(_init, g=g, d=d, l=l, g_tx=gl_tx, d_tx=d_tx,
+                             l_tx=gl_tx, hr_patch=config.data.hr_patch,
+                             scale=config.scale),
+      stages=tuple(stages),
+      predict=functools.partial(base.generator_predict, g=g,
+                                field=predict_field),
       init_fields=('g_params', 'l_params'),
       constants=functools.partial(vgg_import.feature_params, feat,
-                                  config.perceptual.weights))
+                                  config.perceptual.weights),
+      **base.patch_data(config))

@@ -12,8 +12,14 @@ against the updated D (the official trainer's order, `num_critic` 1: "for
 every update step of the generator, we perform only one update step of the
 critic"). Each critic call crops its input at its own random offset, as the
 official critic does on each of its forward calls.
+
+Stages: 'gan', preceded by a 'psnr' L1 warm-up of G (`psnr.stage`) for runs
+without `init_from` (`config.psnr_warmup_steps`; the ':psnr' variant is that
+stage alone). The learning-rate milestones are fractions of the 'gan'
+stage's length (12.5/25/50/75%), so they follow `train.num_steps`.
 """
 
+import dataclasses
 import functools
 from typing import Any
 
@@ -22,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxsr import config_lib
 from jaxsr.losses import adversarial
 from jaxsr.losses import perceptual
 from jaxsr.losses import pixel
@@ -38,10 +45,24 @@ CRITIC_KEYS = {'num_features', 'max_features', 'num_blocks', 'norm',
                'momentum', 'legacy_rownorm', 'normalize_every'}
 LOSS_KEYS = {'content_weight', 'features_weight', 'feature_layer',
              'adv_weight'}
-OPTIM_KEYS = {'lr', 'b1', 'b2', 'eps', 'decay_every', 'decay_factor',
-              'milestones'}
-METRIC_KEYS = ('d_loss', 'd_real', 'd_fake', 'g_total', 'g_content',
-               'g_features', 'g_adv')
+
+
+@dataclasses.dataclass(frozen=True)
+class SanLoss:
+  """The weights of eq. 10 and the VGG19 layer of its features term."""
+  content_weight: float  # λ_content.
+  features_weight: float
+  feature_layer: str
+  adv_weight: float  # λ_adversarial.
+
+  @classmethod
+  def from_config(cls, loss_config) -> 'SanLoss':
+    """Validated from config.loss."""
+    config_lib.check_keys(loss_config, LOSS_KEYS, 'loss')
+    return cls(content_weight=float(loss_config.content_weight),
+               features_weight=float(loss_config.features_weight),
+               feature_layer=loss_config.feature_layer,
+               adv_weight=float(loss_config.adv_weight))
 
 
 @flax.struct.dataclass
@@ -56,12 +77,11 @@ class SANState:
 
 
 def _check(config) -> None:
-  base.check_keys(config.model, MODEL_KEYS, 'model')
-  base.check_keys(config.critic, CRITIC_KEYS, 'critic')
-  base.check_keys(config.loss, LOSS_KEYS, 'loss')
-  base.check_keys(config.perceptual, {'weights'}, 'perceptual')
-  base.check_keys(config.optim, OPTIM_KEYS, 'optim')
-  base.check_keys(config.d_optim, OPTIM_KEYS, 'd_optim')
+  config_lib.check_keys(config.model, MODEL_KEYS, 'model')
+  config_lib.check_keys(config.critic, CRITIC_KEYS, 'critic')
+  config_lib.check_keys(config.perceptual, {'weights'}, 'perceptual')
+  config_lib.check_keys(config.optim, base.OPTIM_KEYS, 'optim')
+  config_lib.check_keys(config.d_optim, base.OPTIM_KEYS, 'd_optim')
   san_critic.norm_collections(config.critic.norm)  # Validates the name.
   if config.critic.normalize_every < 1:
     raise ValueError('config.critic.normalize_every must be >= 1, got '
@@ -124,7 +144,7 @@ def refresh_critic_norm(d, d_params, d_norm, step, key, every: int):
 
 
 def _gan_step(state, batch, rng, constants, *, g, d, feat, g_tx, d_tx,
-              loss_cfg, every):
+              loss: SanLoss, every: int):
   lr_img, hr = batch['lr'], batch['hr']
   keys = step_keys(rng, state.step)
 
@@ -149,7 +169,7 @@ def _gan_step(state, batch, rng, constants, *, g, d, feat, g_tx, d_tx,
 
   # 2. G on eq. 10 against the updated critic.
   hr_feats = jax.lax.stop_gradient(feat.apply({'params': constants}, hr))
-  layer = {loss_cfg.feature_layer: 1.0}
+  layer = {loss.feature_layer: 1.0}
 
   def g_loss_fn(g_params):
     out = g.apply({'params': g_params}, lr_img)
@@ -158,9 +178,9 @@ def _gan_step(state, batch, rng, constants, *, g, d, feat, g_tx, d_tx,
     content = pixel.l1(out, hr)
     features = perceptual.perceptual_loss(
         feat.apply({'params': constants}, out), hr_feats, layer)
-    total = (loss_cfg.content_weight * content
-             + loss_cfg.features_weight * features
-             + loss_cfg.adv_weight * adv)
+    total = (loss.content_weight * content
+             + loss.features_weight * features
+             + loss.adv_weight * adv)
     return total, {'g_total': total, 'g_content': content,
                    'g_features': features, 'g_adv': adv}
 
@@ -179,55 +199,47 @@ def _gan_step(state, batch, rng, constants, *, g, d, feat, g_tx, d_tx,
   return state, metrics
 
 
-def _warmup_step(state, batch, rng, constants, *, g, g_tx):
-  """PSNR warm-up of G (L1) for runs without init_from; D is untouched.
-
-  Returns the GAN step's metric keys (zeros for the GAN terms, the L1 as
-  g_content), so logs see one schema.
-  """
-  del rng, constants
-  g_params, g_opt_state, g_l1 = psnr._l1_update(  # pylint: disable=protected-access
-      state.g_params, state.g_opt_state, g_tx, g.apply, batch['lr'],
-      batch['hr'])
-  metrics = {k: jnp.zeros((), jnp.float32) for k in METRIC_KEYS}
-  metrics.update(g_content=g_l1, g_total=g_l1)
-  state = state.replace(step=state.step + 1, g_params=g_params,
-                        g_opt_state=g_opt_state)
-  return state, metrics
-
-
-def _predict(state, lr, *, g):
-  return g.apply({'params': state.g_params}, lr)
-
-
 def build(config) -> base.Method:
-  """SAN-SR from config.{model,critic,loss,perceptual,optim,d_optim}."""
+  """SAN-SR from config.{model,critic,loss,perceptual,optim,d_optim}: stages
+  'psnr' (warm-up, runs without init_from only) and 'gan'."""
   _check(config)
+  loss = SanLoss.from_config(config.loss)
   g = build_generator(config)
   d = build_critic(config)
-  feat = vgg.VGG(depth=19, layers=(config.loss.feature_layer,))
-  g_schedule = base.schedule(config.optim)
-  g_tx = base.adam(config.optim, g_schedule)
-  d_tx = base.adam(config.d_optim, base.schedule(config.d_optim))
-  warmup = int(config.psnr_warmup_steps)
-  gan_step = functools.partial(
-      _gan_step, g=g, d=d, feat=feat, g_tx=g_tx, d_tx=d_tx,
-      loss_cfg=config.loss, every=int(config.critic.normalize_every))
-  warmup_step = functools.partial(_warmup_step, g=g, g_tx=g_tx)
-  # A pure PSNR run (warm-up covering every step) never reads the VGG.
-  gan_runs = warmup < config.train.num_steps
-  # The frozen VGG19 of the features term, loaded as ESRGAN's.
-  load_vgg = vgg_import.feature_params
-  constants = (functools.partial(load_vgg, feat,
+  feat = vgg.VGG(depth=19, layers=(loss.feature_layer,))
+  total = int(config.train.num_steps)
+  warmup = min(int(config.psnr_warmup_steps), total)
+  warm_schedule = base.schedule(config.optim, warmup)
+  stages = []
+  if warmup:
+    warm_tx = base.adam(config.optim, warm_schedule)
+    stages.append(psnr.stage('psnr', warmup, g=g, l=None, g_tx=warm_tx,
+                             l_tx=None, lr_schedule=warm_schedule,
+                             evaluate_at_end=True))
+  g_schedule = base.schedule(config.optim, total - warmup)
+  # G made `warmup` updates before: its schedule counts the 'gan' stage's
+  # steps, as D's does.
+  g_tx = base.adam(config.optim, base.counted_from(g_schedule, warmup))
+  d_tx = base.adam(config.d_optim,
+                   base.schedule(config.d_optim, total - warmup))
+  if total > warmup:
+    gan_step = functools.partial(
+        _gan_step, g=g, d=d, feat=feat, g_tx=g_tx, d_tx=d_tx, loss=loss,
+        every=int(config.critic.normalize_every))
+    stages.append(base.Stage(
+        'gan', total - warmup,
+        step=base.with_learning_rate(gan_step, g_schedule, warmup)))
+  # The frozen VGG19 of the features term, loaded as ESRGAN's; a pure PSNR
+  # run (no 'gan' stage) never reads it.
+  constants = (functools.partial(vgg_import.feature_params, feat,
                                  config.perceptual.weights)
-               if gan_runs else dict)
+               if total > warmup else dict)
   return base.Method(
       init=functools.partial(_init, g=g, d=d, g_tx=g_tx, d_tx=d_tx,
                              hr_patch=config.data.hr_patch,
                              scale=config.scale),
-      train_step=base.with_learning_rate(gan_step, g_schedule),
-      warmup_step=base.with_learning_rate(warmup_step, g_schedule) if warmup else None,
-      warmup_steps=warmup,
-      predict=functools.partial(_predict, g=g),
+      stages=tuple(stages),
+      predict=functools.partial(base.generator_predict, g=g),
       init_fields=('g_params',),
-      constants=constants)
+      constants=constants,
+      **base.patch_data(config))

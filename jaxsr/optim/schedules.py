@@ -1,5 +1,6 @@
 """Learning-rate schedules of the papers, as optax schedules of the step."""
 
+import collections
 from collections.abc import Sequence
 
 import optax
@@ -15,8 +16,10 @@ def step_decay(lr: float, every: int, factor: float = 0.5) -> optax.Schedule:
 
 def multistep(lr: float, milestones: Sequence[int],
               factor: float = 0.5) -> optax.Schedule:
-  """lr multiplied by `factor` at each milestone (PyTorch MultiStepLR)."""
+  """lr multiplied by `factor` at each milestone, from that step on (PyTorch
+  MultiStepLR; a milestone given twice applies twice, as there)."""
   if list(milestones) != sorted(milestones):
     raise ValueError(f'milestones must be increasing, got {list(milestones)}')
+  counts = collections.Counter(int(m) for m in milestones)
   return optax.piecewise_constant_schedule(
-      lr, {int(m): factor for m in milestones})
+      lr, {m: factor**n for m, n in counts.items()})

@@ -1,4 +1,4 @@
-"""The ESRGAN/LSRGAN step: update order, warm-up, EMA, LSR sign, devices, smoke runs."""
+"""The ESRGAN/LSRGAN stages: update order, warm-up, EMA, schedules, LSR sign, devices, smoke runs."""
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +10,7 @@ from jaxsr import methods
 from jaxsr import sharding
 from jaxsr import train
 from jaxsr.losses import lsr
+from jaxsr.methods import base
 from tests import helpers
 
 
@@ -25,22 +26,29 @@ def gan():
   """A tiny LSRGAN (no warm-up), its state, constants and compiled step."""
   config = _config(psnr_warmup_steps=0)
   method = methods.build(config)
-  state = method.init(train.init_key(0))
+  assert [s.name for s in method.stages] == ['gan']
+  state = method.init(base.init_key(0))
   constants = method.constants()
-  step = jax.jit(method.train_step)
+  step = jax.jit(method.stages[0].step)
   return config, method, state, constants, step
 
 
 def test_one_step_updates_every_network_and_the_ema(gan):
-  config, _, state, constants, step = gan
-  new, metrics = step(state, _batch(config), jax.random.key(0), constants)
+  config, method, state, constants, step = gan
+  # The stage's enter restarts the EMA from G (here: from a stale EMA).
+  stale = state.replace(ema_params=jax.tree.map(lambda x: x + 1.,
+                                                state.g_params))
+  entered = jax.jit(method.stages[0].enter)(stale)
+  jax.tree.map(np.testing.assert_array_equal, entered.ema_params,
+               state.g_params)
+  new, metrics = step(entered, _batch(config), jax.random.key(0), constants)
   changed = lambda a, b: any(not np.array_equal(x, y) for x, y in zip(
       jax.tree.leaves(a), jax.tree.leaves(b)))
   assert changed(state.g_params, new.g_params)
   assert changed(state.d_params, new.d_params)
   assert changed(state.l_params, new.l_params)
   assert changed(state.d_batch_stats, new.d_batch_stats)
-  # First GAN step: the EMA restarts from G, ema = d*G_old + (1-d)*G_new.
+  # First GAN step after the restart: ema = d*G_old + (1-d)*G_new.
   decay = config.ema.decay
   jax.tree.map(lambda e, g0, g1: np.testing.assert_allclose(
       e, decay * np.asarray(g0) + (1 - decay) * np.asarray(g1), rtol=1e-5,
@@ -78,9 +86,9 @@ def test_latent_sign_flips_the_latent_gradient():
                         'loss.adv_weight': 0.0, 'loss.perceptual_weight': 0.0,
                         'loss.pixel_weight': 0.0, 'loss.latent_weight': 1.0})
     method = methods.build(config)
-    state = method.init(train.init_key(0))
-    new, _ = jax.jit(method.train_step)(state, _batch(config),
-                                        jax.random.key(0), method.constants())
+    state = method.init(base.init_key(0))
+    new, _ = jax.jit(method.stages[0].step)(
+        state, _batch(config), jax.random.key(0), method.constants())
     grads[sign] = jax.tree.map(lambda a, b: np.sign(np.asarray(b - a)),
                                state.g_params, new.g_params)
   # Adam's first step moves each weight by -lr*sign(grad): opposite signs
@@ -94,17 +102,54 @@ def test_latent_sign_flips_the_latent_gradient():
 
 
 def test_warmup_trains_g_and_l_only():
-  config = _config(psnr_warmup_steps=5)
+  # A warm-up as long as the run is the whole run (4 steps in 'tiny').
+  (warm,) = methods.build(_config(psnr_warmup_steps=5)).stages
+  assert (warm.name, warm.num_steps, warm.evaluate_at_end) == ('psnr', 4, True)
+  config = _config(**{'psnr_warmup_steps': 2, 'train.num_steps': 5})
   method = methods.build(config)
-  state = method.init(train.init_key(0))
-  assert method.warmup_steps == 5
-  new, metrics = jax.jit(method.warmup_step)(state, _batch(config),
-                                             jax.random.key(0),
-                                             method.constants())
+  warm, gan = method.stages
+  assert (warm.num_steps, warm.evaluate_at_end) == (2, True)
+  assert (gan.name, gan.num_steps) == ('gan', 3)
+  assert method.stage_at(1) == (warm, 0) and method.stage_at(2) == (gan, 2)
+  state = method.init(base.init_key(0))
+  new, metrics = jax.jit(warm.step)(state, _batch(config), jax.random.key(0),
+                                    method.constants())
   jax.tree.map(np.testing.assert_array_equal, state.d_params, new.d_params)
-  assert float(metrics['d_loss']) == 0.0 and float(metrics['g_pixel']) > 0
+  assert set(metrics) == {'g_l1', 'l_l1', 'learning_rate'}
+  assert float(metrics['g_l1']) > 0 and float(metrics['l_l1']) > 0
   assert not np.array_equal(state.g_params['conv_last']['kernel'],
                             new.g_params['conv_last']['kernel'])
+
+
+@pytest.mark.parametrize('name', ['lsrgan', 'san_sr'])
+def test_gan_stage_schedules_count_its_own_steps(name):
+  """After a 2-step warm-up, G's (and L's) learning rate equals D's at every
+  GAN step: milestone 2 of the stage halves both at GAN step 2, not G's at
+  its global step 2 (read off the Adam states of a real run)."""
+  overrides = {'psnr_warmup_steps': 2, 'train.num_steps': 6,
+               'optim.milestones': (2,)}
+  if name == 'san_sr':
+    overrides['d_optim.milestones'] = (2,)
+    overrides['optim.milestone_fractions'] = ()
+    overrides['d_optim.milestone_fractions'] = ()
+  config = helpers.experiment_config(name, 'tiny', **overrides)
+  method = methods.build(config)
+  batches = lambda step: _batch(config, seed=step)
+  lr = config.optim.lr
+  d_optim = config.d_optim if name == 'san_sr' else config.optim
+  nets = [('g', config.optim), ('d', d_optim)]
+  if name == 'lsrgan':
+    nets.append(('l', config.optim))
+  state = helpers.run_stages(method, batches, 2)
+  for gan_step, want in ((0, lr), (1, lr), (2, lr / 2), (3, lr / 2)):
+    before = state
+    state = helpers.run_stages(method, batches, 3 + gan_step, state=state)
+    for net, optim in nets:
+      got = helpers.implied_adam_lr(
+          getattr(before, f'{net}_params'), getattr(state, f'{net}_params'),
+          getattr(state, f'{net}_opt_state'), optim.b1, optim.b2, optim.eps)
+      np.testing.assert_allclose(got, want, rtol=1e-3,
+                                 err_msg=f'{net} at GAN step {gan_step}')
 
 
 def test_four_devices_match_one_device(gan):
@@ -113,7 +158,8 @@ def test_four_devices_match_one_device(gan):
   results = []
   for mesh in (sharding.make_mesh(jax.devices()[:1]), sharding.make_mesh()):
     repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-    step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl),
+    step = jax.jit(method.stages[0].step,
+                   in_shardings=(repl, data, repl, repl),
                    out_shardings=(repl, repl))
     results.append(step(jax.device_put(state, repl),
                         jax.device_put(batch, data), jax.random.key(0),
@@ -128,25 +174,30 @@ def test_four_devices_match_one_device(gan):
 
 # Resuming is run once per state layout: no encoder, spectral u vectors,
 # encoder L; the contextual variants share those layouts (their loss differs).
-@pytest.mark.parametrize('name,resume', [
-    ('esrgan', True), ('esrgan_sn', True), ('lsrgan', True),
-    ('cesrgan', False), ('clsrgan', False)])
-def test_experiment_trains_checkpoints_and_resumes(name, resume, tmp_path):
+# LSRGAN stops at the warm-up's end (a run of 1 step has only the 'psnr'
+# stage), so its rerun lands on the 'gan' boundary and must enter it.
+@pytest.mark.parametrize('name,stop', [
+    ('esrgan', 2), ('esrgan_sn', 2), ('lsrgan', 1), ('cesrgan', None),
+    ('clsrgan', None)])
+def test_experiment_trains_checkpoints_and_resumes(name, stop, tmp_path):
+  """A 1-step warm-up and 2 GAN steps (stopped after `stop` steps and
+  resumed): the losses and final state of the code before Method/Stage."""
   workdir = str(tmp_path / name)
-  first = train.train_and_evaluate(_config(name, **{'train.num_steps': 2}),
-                                   workdir)
-  assert int(first.step) == 2
-  steps = [2]
-  if resume:
-    resumed = train.train_and_evaluate(
-        _config(name, **{'train.num_steps': 3}), workdir)
-    assert int(resumed.step) == 3
-    steps.append(3)
+  if stop:
+    first = train.train_and_evaluate(
+        _config(name, **{'train.num_steps': stop, 'train.log_every': 1}),
+        workdir)
+    assert int(first.step) == stop
+  state = train.train_and_evaluate(
+      _config(name, **{'train.num_steps': 3, 'train.log_every': 1}), workdir)
+  assert int(state.step) == 3
   mngr = checkpoint.manager(workdir)
-  assert list(mngr.all_steps()) == steps
+  # Every 2 steps, at the end of the warm-up stage and of the run.
+  assert list(mngr.all_steps()) == [1, 2, 3]
   mngr.close()
+  helpers.assert_matches_pre_stage(name, workdir, state)
   # The final table puts the PSNR warm-up model next to bicubic and the GAN.
-  assert 'PSNR-model PSNR' in (tmp_path / name / 'results.md').read_text()
+  assert 'psnr stage PSNR' in (tmp_path / name / 'results.md').read_text()
 
 
 def test_esrgan_has_no_encoder_and_rejects_mu():
@@ -162,11 +213,10 @@ def test_esrgan_sn_step_runs_power_iterations_on_d():
   config = _config('esrgan_sn', psnr_warmup_steps=0)
   assert config.disc.norm == 'spectral'
   method = methods.build(config)
-  state = method.init(train.init_key(0))
+  state = method.init(base.init_key(0))
   assert set(state.d_norm) == {'spectral'}
-  new, metrics = jax.jit(method.train_step)(state, _batch(config),
-                                            jax.random.key(0),
-                                            method.constants())
+  new, metrics = jax.jit(method.stages[0].step)(
+      state, _batch(config), jax.random.key(0), method.constants())
   for k, v in metrics.items():
     assert np.isfinite(v), k
   for old_u, new_u in zip(jax.tree.leaves(state.d_norm),

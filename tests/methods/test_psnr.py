@@ -5,14 +5,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxsr import methods
-from jaxsr import train
+from jaxsr.methods import base
 from tests.test_train import tiny_config
 
 
 def _setup():
   config = tiny_config()
   method = methods.build(config)
-  state = method.init(train.init_key(0))
+  state = method.init(base.init_key(0))
   rng = np.random.default_rng(0)
   p, s = config.data.hr_patch, config.scale
   batch = {'lr': jnp.asarray(rng.random((2, p // s, p // s, 3), np.float32)),
@@ -24,7 +24,8 @@ def test_losses_are_l1_of_g_and_l():
   config, method, state, batch = _setup()
   g, l = methods.psnr.build_generator(config), methods.psnr.build_encoder(
       config)
-  _, metrics = jax.jit(method.train_step)(state, batch, jax.random.key(0), {})
+  step = jax.jit(method.stages[0].step)
+  _, metrics = step(state, batch, jax.random.key(0), {})
   sr = np.asarray(g.apply({'params': state.g_params}, batch['lr']))
   down = np.asarray(l.apply({'params': state.l_params}, batch['hr']))
   np.testing.assert_allclose(metrics['g_l1'],
@@ -42,7 +43,8 @@ def test_first_adam_step_moves_each_weight_by_lr_times_sign_of_gradient():
   g = methods.psnr.build_generator(config)
   grads = jax.grad(lambda p: jnp.mean(jnp.abs(
       g.apply({'params': p}, batch['lr']) - batch['hr'])))(state.g_params)
-  new_state, _ = jax.jit(method.train_step)(state, batch, jax.random.key(0), {})
+  step = jax.jit(method.stages[0].step)
+  new_state, _ = step(state, batch, jax.random.key(0), {})
   lr, eps = config.optim.lr, config.optim.eps
 
   def check(old, new, grad):
@@ -56,7 +58,7 @@ def test_first_adam_step_moves_each_weight_by_lr_times_sign_of_gradient():
 
 def test_training_reduces_both_losses_on_a_fixed_batch():
   _, method, state, batch = _setup()
-  step = jax.jit(method.train_step)
+  step = jax.jit(method.stages[0].step)
   _, first = step(state, batch, jax.random.key(0), {})
   for _ in range(30):
     state, metrics = step(state, batch, jax.random.key(0), {})
@@ -72,7 +74,22 @@ def test_step_decay_halves_the_learning_rate():
       [2e-4, 2e-4, 1e-4, 5e-5])
   multi = schedules.multistep(1e-4, (50_000, 100_000))
   np.testing.assert_allclose(
-      [float(multi(s)) for s in (0, 50_001, 100_001)], [1e-4, 5e-5, 2.5e-5])
+      [float(multi(s)) for s in (0, 49_999, 50_000, 100_001)],
+      [1e-4, 1e-4, 5e-5, 2.5e-5])
+  # A repeated milestone halves twice (MultiStepLR's Counter); milestones
+  # as fractions of a stage's length.
+  twice = schedules.multistep(1.0, (0, 0, 2))
+  np.testing.assert_allclose([float(twice(s)) for s in (0, 1, 2)],
+                             [0.25, 0.25, 0.125])
+  from jaxsr import config_lib  # pylint: disable=g-import-not-at-top
+  fractions = config_lib.adam(2e-4, milestone_fractions=(0.125, 0.5))
+  sched = base.schedule(fractions, 400_000)
+  np.testing.assert_allclose(
+      [float(sched(s)) for s in (49_999, 50_000, 199_999, 200_000)],
+      [2e-4, 1e-4, 1e-4, 5e-5])
+  fractions.milestones = (10,)
+  with np.testing.assert_raises_regex(ValueError, 'not both'):
+    base.schedule(fractions, 100)
 
 
 def test_microbatches_give_the_whole_batch_gradient():
@@ -89,8 +106,9 @@ def test_microbatches_give_the_whole_batch_gradient():
     method = methods.build(config)
     mesh = sharding.make_mesh()
     repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-    step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl))
-    state = method.init(train.init_key(0))
+    step = jax.jit(method.stages[0].step,
+                   in_shardings=(repl, data, repl, repl))
+    state = method.init(base.init_key(0))
     results[m] = step(state, jax.device_put(batch, data), jax.random.key(0),
                       {})
   x = methods.psnr.microbatched(jnp.arange(8), 4)

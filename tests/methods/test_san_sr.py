@@ -10,6 +10,7 @@ from jaxsr import methods
 from jaxsr import sharding
 from jaxsr import train
 from jaxsr.losses import perceptual
+from jaxsr.methods import base
 from jaxsr.methods import san_sr
 from jaxsr.models import layers
 from jaxsr.models import vgg
@@ -29,11 +30,11 @@ def gan():
   """A tiny SAN-SR (no warm-up), its state, constants and one step's output."""
   config = _config(psnr_warmup_steps=0)
   method = methods.build(config)
-  state = method.init(train.init_key(0))
+  state = method.init(base.init_key(0))
   constants = method.constants()
   batch = _batch(config)
   rng = jax.random.key(0)
-  new, metrics = jax.jit(method.train_step)(state, batch, rng, constants)
+  new, metrics = jax.jit(method.stages[0].step)(state, batch, rng, constants)
   return config, method, state, constants, batch, rng, new, metrics
 
 
@@ -44,7 +45,12 @@ def test_paper_values_are_the_default():
   assert config.loss.feature_layer == 'conv5_4'
   for optim in (config.optim, config.d_optim):
     assert (optim.lr, optim.b1, optim.b2) == (2e-4, 0.5, 0.9)
-    assert tuple(optim.milestones) == (50_000, 100_000, 200_000, 300_000)
+    # Halved at 12.5/25/50/75% of the 400K iterations: 50K, 100K, 200K, 300K.
+    assert tuple(optim.milestone_fractions) == (0.125, 0.25, 0.5, 0.75)
+    sched = base.schedule(optim, config.train.num_steps)
+    np.testing.assert_allclose(
+        [float(sched(s)) for s in (49_999, 50_000, 100_000, 200_000, 300_000)],
+        [2e-4, 1e-4, 5e-5, 2.5e-5, 1.25e-5])
   assert (config.train.num_steps, config.data.batch_size) == (400_000, 32)
   assert (config.critic.norm, config.critic.ratio,
           config.critic.normalize_every) == ('san', 1.0, 1)
@@ -124,8 +130,8 @@ def test_other_norms_train(norm):
   config = _config(**{'psnr_warmup_steps': 0, 'critic.norm': norm,
                       'critic.circular': False})
   method = methods.build(config)
-  state = method.init(train.init_key(0))
-  new, metrics = jax.jit(method.train_step)(
+  state = method.init(base.init_key(0))
+  new, metrics = jax.jit(method.stages[0].step)(
       state, _batch(config), jax.random.key(0), method.constants())
   assert set(new.d_norm) == ({'spectral'} if norm == 'spectral' else set())
   for k, v in metrics.items():
@@ -136,16 +142,43 @@ def test_other_norms_train(norm):
 
 
 def test_warmup_trains_g_only():
-  config = _config(psnr_warmup_steps=5)
+  config = _config(psnr_warmup_steps=2)
   method = methods.build(config)
-  state = method.init(train.init_key(0))
-  assert method.warmup_steps == 5 and method.init_fields == ('g_params',)
-  new, metrics = jax.jit(method.warmup_step)(state, _batch(config),
-                                             jax.random.key(0), {})
+  warm, gan = method.stages
+  assert (warm.name, warm.num_steps, gan.num_steps) == ('psnr', 2, 2)
+  assert method.init_fields == ('g_params',)
+  state = method.init(base.init_key(0))
+  new, metrics = jax.jit(warm.step)(state, _batch(config), jax.random.key(0),
+                                    {})
   jax.tree.map(np.testing.assert_array_equal, state.d_params, new.d_params)
-  assert float(metrics['d_loss']) == 0.0 and float(metrics['g_content']) > 0
+  assert set(metrics) == {'g_l1', 'learning_rate'}
   assert not np.array_equal(state.g_params['conv_last']['kernel'],
                             new.g_params['conv_last']['kernel'])
+
+
+def test_linked_values_follow_train_num_steps():
+  """':psnr' stays all warm-up, and the paper's milestones stay at 12.5%..75%
+  of the GAN stage, when train.num_steps is overridden."""
+  psnr_only = helpers.load_experiment('san_sr', 'psnr')
+  psnr_only.unlock()
+  psnr_only.train.num_steps = 1000
+  assert psnr_only.psnr_warmup_steps == 1000
+  assert [(s.name, s.num_steps) for s in methods.build(psnr_only).stages] == [
+      ('psnr', 1000)]
+  fractions = (0.125, 0.25, 0.5, 0.75)  # The paper's, as in the default.
+  config = _config(**{'train.num_steps': 8001, 'psnr_warmup_steps': 1,
+                      'optim.milestone_fractions': fractions,
+                      'd_optim.milestone_fractions': fractions})
+  method = methods.build(config)
+  warm, gan = method.stages
+  assert (warm.num_steps, gan.num_steps) == (1, 8000)
+  state = method.init(base.init_key(0))
+  step = jax.jit(gan.step)
+  logged = [float(step(state.replace(step=jnp.int32(1 + k)), _batch(config),
+                       jax.random.key(0), method.constants())[1]
+                  ['learning_rate']) for k in (999, 1000, 2000, 4000, 6000)]
+  np.testing.assert_allclose(logged, [2e-4, 1e-4, 5e-5, 2.5e-5, 1.25e-5],
+                             rtol=1e-6)
 
 
 def test_four_devices_match_one_device(gan):
@@ -153,7 +186,8 @@ def test_four_devices_match_one_device(gan):
   mesh = sharding.make_mesh()
   assert mesh.devices.size == 4
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
-  step = jax.jit(method.train_step, in_shardings=(repl, data, repl, repl),
+  step = jax.jit(method.stages[0].step,
+                 in_shardings=(repl, data, repl, repl),
                  out_shardings=(repl, repl))
   s4, m4 = step(jax.device_put(state, repl), jax.device_put(batch, data), rng,
                 jax.device_put(constants, repl))
@@ -172,16 +206,19 @@ def test_four_devices_match_one_device(gan):
 
 
 def test_experiment_trains_checkpoints_and_resumes(tmp_path):
+  """A 1-step warm-up and 2 GAN steps, resumed after the first: the losses
+  and final state of the code before Method/Stage."""
   workdir = str(tmp_path / 'san_sr')
-  first = train.train_and_evaluate(_config(**{'train.num_steps': 2}),
-                                   workdir)
+  first = train.train_and_evaluate(
+      _config(**{'train.num_steps': 2, 'train.log_every': 1}), workdir)
   assert int(first.step) == 2
-  resumed = train.train_and_evaluate(_config(**{'train.num_steps': 3}),
-                                     workdir)
+  resumed = train.train_and_evaluate(
+      _config(**{'train.num_steps': 3, 'train.log_every': 1}), workdir)
   assert int(resumed.step) == 3
   mngr = checkpoint.manager(workdir)
-  assert list(mngr.all_steps()) == [2, 3]
+  assert list(mngr.all_steps()) == [1, 2, 3]
   mngr.close()
+  helpers.assert_matches_pre_stage('san_sr', workdir, resumed)
 
 
 def test_bad_configs_are_errors():

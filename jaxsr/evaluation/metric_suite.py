@@ -21,7 +21,7 @@ import importlib
 import jax
 import numpy as np
 
-from jaxsr import scoring
+from jaxsr.evaluation import scoring
 from jaxsr.losses import dists as dists_loss
 from jaxsr.metrics import lpips as lpips_metric
 from jaxsr.metrics import ma

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxsr import inference
+from jaxsr.evaluation import inference
 from jaxsr.data import color
 from jaxsr.data import imresize
 from jaxsr.metrics import psnr_ssim

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from jaxsr import inference
+from jaxsr.evaluation import inference
 
 
 def _local_net(x):
