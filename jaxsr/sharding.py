@@ -16,9 +16,10 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def data_sharded(mesh: Mesh) -> NamedSharding:
-  """Sharding that splits the leading (batch) axis over the 'data' axis."""
-  return NamedSharding(mesh, P('data'))
+def data_sharded(mesh: Mesh, block: bool = False) -> NamedSharding:
+  """Sharding that splits the batch axis over 'data': the leading axis, or
+  with `block` the second (a block of batches stacked on the leading axis)."""
+  return NamedSharding(mesh, P(None, 'data') if block else P('data'))
 
 
 def check_batch_size(global_batch: int, mesh: Mesh) -> None:
@@ -41,9 +42,10 @@ def check_batch(local_batch: dict, mesh: Mesh) -> None:
     check_batch_size(leaves[0].shape[0] * jax.process_count(), mesh)
 
 
-def put_batch(local_batch: dict, mesh: Mesh) -> dict:
-  """Turns this host's numpy batch into global arrays split over 'data'."""
-  sharding = data_sharded(mesh)
+def put_batch(local_batch: dict, mesh: Mesh, block: bool = False) -> dict:
+  """Turns this host's numpy batch (with `block`, a stack of batches) into
+  global arrays split over 'data'."""
+  sharding = data_sharded(mesh, block)
   return jax.tree.map(
       lambda x: jax.make_array_from_process_local_data(sharding, x),
       local_batch)

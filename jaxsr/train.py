@@ -1,5 +1,6 @@
 """The one method-agnostic training loop: build, restore, step through the stages, log, checkpoint, evaluate."""
 
+import itertools
 import os
 
 from absl import logging
@@ -37,6 +38,35 @@ def _check_finite(metrics: dict, step: int, mngr) -> None:
         f'last good checkpoint (step {mngr.latest_step()}) kept')
 
 
+def _runner(stage, k: int):
+  """stage.step, or k of its steps in one call (lax.scan over k batches
+  stacked on a leading axis; the metrics come back stacked the same way)."""
+  if k == 1:
+    return stage.step
+
+  def block(state, batches, rng, constants):
+    return jax.lax.scan(lambda s, b: stage.step(s, b, rng, constants), state,
+                        batches, length=k)
+  return block
+
+
+def _next_batches(batches, k: int, mesh) -> dict:
+  """The next k host batches as global arrays ({} when the steps read none),
+  stacked on a leading axis when k > 1."""
+  if batches is None:
+    return {}
+  items = [next(batches) for _ in range(k)]
+  if k == 1:
+    return sharding.put_batch(items[0], mesh)
+  return sharding.put_batch(jax.tree.map(lambda *x: np.stack(x), *items),
+                            mesh, block=True)
+
+
+def _crossed(before: int, after: int, every: int) -> bool:
+  """Whether a multiple of `every` lies in (before, after]."""
+  return bool(every) and after // every > before // every
+
+
 def _model_sr(method, state, config):
   """uint8 LR -> uint8 SR with the method's predict (tiled when it may be)."""
   predict = jax.jit(method.predict)
@@ -56,6 +86,7 @@ def train_and_evaluate(config, workdir: str):
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(jax.devices()[:method.num_devices])
   repl, data = sharding.replicated(mesh), sharding.data_sharded(mesh)
+  block = sharding.data_sharded(mesh, block=True)
   # Built eagerly (op by op, cached per shape), not under jit: a long compile
   # for networks that fit one device.
   state = jax.device_put(method.init(base.init_key(config.seed)), repl)
@@ -75,54 +106,64 @@ def train_and_evaluate(config, workdir: str):
         'sets --%s (see jaxsr/xla_flags.py).', xla_flags.YNN_FLAG)
 
   train_rng = jax.random.fold_in(jax.random.key(config.seed), 1)
-  steps = {s.name: jax.jit(s.step, in_shardings=(repl, data, repl, repl),
-                           out_shardings=(repl, repl), donate_argnums=0)
-           for s in method.stages}  # Each compiles on its first call.
+  runners = {}  # (stage name, steps per call) -> jitted; compiled once.
   enters = {s.name: jax.jit(s.enter, in_shardings=repl, out_shardings=repl,
                             donate_argnums=0)
             for s in method.stages if s.enter is not None}
   val_ds = method.held_out()
-  batches = constants = None
+  batches = source = constants = None
   if start < total:
     constants = jax.device_put(method.constants(), repl)
     if method.train_batches is not None:
-      batches = method.train_batches(start, jax.process_index(),
-                                     jax.process_count())
+      batches = source = method.train_batches(start, jax.process_index(),
+                                              jax.process_count())
+      first_batch = next(batches)
+      sharding.check_batch(first_batch, mesh)  # Before any step runs.
+      batches = itertools.chain([first_batch], batches)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
   progress = periodic_actions.ReportProgress(
       num_train_steps=total, writer=writer, every_steps=tc.log_every)
   try:
     with metric_writers.ensure_flushes(writer):
-      for step in range(start, total):
+      step = start
+      while step < total:
         stage, first = method.stage_at(step)
         last = first + stage.num_steps
         if step == first and stage.name in enters:
           state = enters[stage.name](state)
+        k = min(stage.steps_per_call, last - step)
+        if (stage.name, k) not in runners:
+          runners[stage.name, k] = jax.jit(
+              _runner(stage, k), in_shardings=(
+                  repl, data if k == 1 else block, repl, repl),
+              out_shardings=(repl, repl), donate_argnums=0)
         with jax.profiler.StepTraceAnnotation(stage.name, step_num=step):
-          batch = {} if batches is None else next(batches)
-          if step == start:
-            sharding.check_batch(batch, mesh)
-          batch = sharding.put_batch(batch, mesh)
-          state, metrics = steps[stage.name](state, batch, train_rng,
-                                             constants)
-        done = step + 1
-        progress(done)
-        if done % tc.log_every == 0 or done == last:
+          batch = _next_batches(batches, k, mesh)
+          state, metrics = runners[stage.name, k](state, batch, train_rng,
+                                                  constants)
+        done = step + k
+        for s in range(done - k + 1, done + 1):
+          progress(s)
+        logged = [s for s in range(done - k + 1, done + 1)
+                  if s % tc.log_every == 0 or s == last]
+        if logged:
           metrics = jax.device_get(metrics)
-          _check_finite(metrics, done, mngr)
-          writer.write_scalars(done, {f'train/{stage.name}/{k}': v
-                                      for k, v in metrics.items()})
-        if done % tc.checkpoint_every == 0 or done == last:
+        for s in logged:
+          values = metrics if k == 1 else {
+              key: v[s - done + k - 1] for key, v in metrics.items()}
+          _check_finite(values, s, mngr)
+          writer.write_scalars(s, {f'train/{stage.name}/{key}': v
+                                   for key, v in values.items()})
+        if _crossed(done - k, done, tc.checkpoint_every) or done == last:
           with progress.timed('checkpoint'):
             checkpoint.save(mngr, done, state)
-        if val_ds is None or jax.process_index() > 0:
-          continue
-        if done == last and stage.evaluate_at_end:
+        evaluates = val_ds is not None and jax.process_index() == 0
+        if evaluates and done == last and stage.evaluate_at_end:
           rows, _ = held_out.evaluate_model(_model_sr(method, state, config),
                                             val_ds, config.scale, config.eval)
           held_out.write_stage_results(workdir, stage.name, done, rows)
-        if tc.eval_every and done % tc.eval_every == 0:
+        if evaluates and _crossed(done - k, done, tc.eval_every):
           with progress.timed('eval'):
             rows, grid = held_out.evaluate_model(
                 _model_sr(method, state, config), val_ds, config.scale,
@@ -130,6 +171,7 @@ def train_and_evaluate(config, workdir: str):
           scalars, images = held_out.summaries(rows, grid, 'eval/val')
           writer.write_scalars(done, scalars)
           writer.write_images(done, images)
+        step = done
       if mngr.latest_step() != int(state.step):
         checkpoint.save(mngr, int(state.step), state)  # E.g. no stages at all.
       if val_ds is not None and jax.process_index() == 0:
@@ -140,8 +182,8 @@ def train_and_evaluate(config, workdir: str):
         logging.info('Held-out images after %d steps:\n%s', int(state.step),
                      text)
   finally:
-    if batches is not None and hasattr(batches, 'close'):
-      batches.close()
+    if hasattr(source, 'close'):
+      source.close()
     mngr.wait_until_finished()
     mngr.close()
   return state

@@ -44,12 +44,17 @@ class Stage:
       resumes inside the stage: warm starts, EMA restarts, target networks.
     evaluate_at_end: score the held-out set when the stage ends and keep the
       table (results_<name>.json) for the final report.
+    steps_per_call: steps run by one dispatch (lax.scan over that many
+      batches): for small networks whose steps cost less than a dispatch
+      (SinGAN). Checkpoints and evaluations then fall on block ends; every
+      step's metrics are still logged.
   """
   name: str
   num_steps: int
   step: StepFn
   enter: Callable[[State], State] | None = None
   evaluate_at_end: bool = False
+  steps_per_call: int = 1
 
   def __post_init__(self):
     if not re.fullmatch(r'[a-z][a-z0-9_]*', self.name):
@@ -58,6 +63,9 @@ class Stage:
     if self.num_steps < 1:
       raise ValueError(f'stage {self.name!r} has num_steps={self.num_steps}; '
                        'leave a stage out instead of giving it no steps')
+    if self.steps_per_call < 1:
+      raise ValueError(f'stage {self.name!r} has steps_per_call='
+                       f'{self.steps_per_call}; expected >= 1')
 
 
 @dataclasses.dataclass(frozen=True)

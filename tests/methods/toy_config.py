@@ -32,6 +32,7 @@ def get_config(arg='pyramid'):
   config.eval.update(tile=0, grid_images=1)
   config.toy = ml_collections.ConfigDict(dict(
       steps=(2, 2, 2) if arg == 'pyramid' else (20,), lr=1e-2 if arg ==
-      'pyramid' else 16.0, noise=0.05, kill_at=-1, workdir=''))
+      'pyramid' else 16.0, noise=0.05, kill_at=-1, workdir='',
+      steps_per_call=1))
   config.lock()
   return config

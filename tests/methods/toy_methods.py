@@ -148,17 +148,19 @@ def build_pyramid(config) -> base.Method:
   if config.toy.kill_at >= 0:
     data['train_batches'] = _killing(data['train_batches'],
                                      config.toy.kill_at, config.toy.workdir)
+  k = config.toy.steps_per_call
   stages = (
       base.Stage('coarse', n0, functools.partial(_coarse, g=g, tx=tx),
-                 evaluate_at_end=True),
+                 evaluate_at_end=True, steps_per_call=k),
       base.Stage('fine', n1, functools.partial(_fine, g=g, tx=tx),
-                 enter=functools.partial(_grow, tx=tx)),
-      base.Stage('joint', n2, functools.partial(_joint, g=g, tx=tx)),
+                 enter=functools.partial(_grow, tx=tx), steps_per_call=k),
+      base.Stage('joint', n2, functools.partial(_joint, g=g, tx=tx),
+                 steps_per_call=k),
   )
   return base.Method(
       init=functools.partial(_pyramid_init, g=g, tx=tx,
                              lr_size=config.data.hr_patch // 4),
-      stages=tuple(s for s in stages),
+      stages=stages,
       predict=functools.partial(_pyramid_predict, g=g),
       init_fields=('g0_params', 'g1_params'), **data)
 
