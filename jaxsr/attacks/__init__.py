@@ -1,0 +1,1 @@
+"""Adversarial perturbations of critics: FGM, PGD and the adaptive switch."""
