@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import time
 
 from absl import logging
 from clu import metric_writers
@@ -126,7 +127,7 @@ def train_and_evaluate(config, workdir: str):
       num_train_steps=total, writer=writer, every_steps=tc.log_every)
   try:
     with metric_writers.ensure_flushes(writer):
-      step = start
+      step, last_time = start, time.monotonic()
       while step < total:
         stage, first = method.stage_at(step)
         last = first + stage.num_steps
@@ -143,8 +144,12 @@ def train_and_evaluate(config, workdir: str):
           state, metrics = runners[stage.name, k](state, batch, train_rng,
                                                   constants)
         done = step + k
-        for s in range(done - k + 1, done + 1):
-          progress(s)
+        now = time.monotonic()
+        for i, s in enumerate(range(done - k + 1, done + 1)):
+          # A block's steps are spread over its wall time, so that a report
+          # inside the first block measures a rate, not 0 s.
+          progress(s, t=last_time + (now - last_time) * (i + 1) / k)
+        last_time = now
         logged = [s for s in range(done - k + 1, done + 1)
                   if s % tc.log_every == 0 or s == last]
         if logged:
