@@ -199,3 +199,38 @@ def test_dispatch_by_config_string():
     adv.d_loss('lsgan', real, fake)
   with pytest.raises(ValueError, match='needs real_logits'):
     adv.g_loss('ragan', None, fake)
+
+
+def test_pixel_gradient_penalty_against_finite_differences():
+  """SinGAN's GP: one a for the batch, the gradient of sum(critic) per
+  pixel, its norm over channels, (norm - 1)^2 averaged, times lambda."""
+  rng = np.random.default_rng(0)
+  w = rng.standard_normal((3, 3, 3, 2)).astype(np.float32)
+
+  def critic(x):  # A nonlinear patch critic: conv, tanh, channel sum.
+    y = jax.lax.conv_general_dilated(x, w, (1, 1), 'VALID',
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return jnp.tanh(y).sum(-1)
+
+  real = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
+  fake = rng.standard_normal((2, 6, 5, 3)).astype(np.float32)
+  key = jax.random.key(3)
+  got = adv.pixel_gradient_penalty(critic, real, fake, key, weight=0.1)
+  a = float(jax.random.uniform(key, ()))
+  x_hat = (a * real + (1 - a) * fake).astype(np.float64)
+  f = lambda x: float(np.sum(np.asarray(critic(jnp.asarray(x, jnp.float32)),
+                                        np.float64)))
+  grad = np.zeros_like(x_hat)
+  h = 1e-2
+  for idx in np.ndindex(x_hat.shape):
+    e = np.zeros_like(x_hat)
+    e[idx] = h
+    grad[idx] = (f(x_hat + e) - f(x_hat - e)) / (2 * h)
+  norms = np.sqrt((grad**2).sum(-1))  # Over channels, per pixel.
+  want = 0.1 * np.mean((norms - 1)**2)
+  np.testing.assert_allclose(got, want, rtol=2e-3)
+  # Not the per-sample norm of the original WGAN-GP.
+  per_sample = np.sqrt((grad**2).reshape(2, -1).sum(-1))
+  assert abs(0.1 * np.mean((per_sample - 1)**2) - want) > 0.1
+  with pytest.raises(ValueError, match='one shape'):
+    adv.pixel_gradient_penalty(critic, real, fake[:1], key)
