@@ -5,9 +5,27 @@ values (the comments name their source); experiment files assemble them and
 apply their variants.
 """
 
+import importlib.util
+import os
+
 import ml_collections
 
 ConfigDict = ml_collections.ConfigDict
+
+
+def load_file(spec: str) -> ConfigDict:
+  """get_config(arg) of a config file named 'path/to/file.py[:arg]', unlocked
+  (as --config does for python -m jaxsr.main)."""
+  path, _, arg = spec.partition(':')
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f'no config file {path}')
+  module_spec = importlib.util.spec_from_file_location(
+      os.path.splitext(os.path.basename(path))[0], path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  config = module.get_config(arg or None)
+  config.unlock()
+  return config
 
 
 def check_keys(section, allowed, name: str) -> None:

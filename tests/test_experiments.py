@@ -14,6 +14,9 @@ EXPERIMENTS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1
 VARIANTS = {name: [None, 'demo', 'tiny'] for name in (
     'rrdb_psnr', 'esrgan', 'esrgan_sn', 'lsrgan', 'cesrgan', 'clsrgan')}
 VARIANTS['san_sr'] = [None, 'adv001', 'official', 'psnr', 'demo', 'tiny']
+VARIANTS['singan'] = [None, 'singan', 'ttur', 'ttur_fgm', 'ttur_pgd',
+                      'ttur_adaptive', 'sr', 'demo', 'sr_demo', 'tiny',
+                      'sr,ttur_pgd']
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
@@ -30,6 +33,10 @@ def test_config_builds(name, arg):
   method = methods.build(config)
   state = jax.eval_shape(method.init, base.init_key(0))
   assert state.step.shape == ()
+  if config.method == 'singan':  # One stage per scale of the pyramid.
+    assert [s.name for s in method.stages] == [
+        f'scale_{n}' for n in range(len(state.reals))]
+    return
   # The stages cover train.num_steps; a GAN config's warm-up comes first.
   assert method.num_steps == config.train.num_steps
   warmup = min(config.get('psnr_warmup_steps', 0), config.train.num_steps)

@@ -3,11 +3,13 @@
 from jaxsr.methods import lsrgan
 from jaxsr.methods import psnr
 from jaxsr.methods import san_sr
+from jaxsr.methods import singan
 
 METHODS = {
     'psnr': psnr.build,
     'lsrgan': lsrgan.build,
     'san_sr': san_sr.build,
+    'singan': singan.build,
 }
 
 

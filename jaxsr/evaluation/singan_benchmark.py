@@ -1,0 +1,118 @@
+"""Paper 004's Table 4 protocol: one SinGAN pyramid per LR image of a folder, SR by `scale`, RMSE and NIQE next to bicubic.
+
+For each HR image: modcrop to the scale, LR = MATLAB-exact bicubic
+downscale (uint8, `jaxsr.data.imresize`), a SinGAN pyramid trained on that
+LR alone (`python -m jaxsr.main` semantics: its own workdir under
+OUT/runs/<name>, so a rerun resumes), its SR by `scale`
+(`jaxsr.methods.singan.super_resolve`), and bicubic upscaling of the same LR.
+
+Scores (`jaxsr.metrics.rmse`, `jaxsr.metrics.niqe`): RMSE on the Y channel
+of uint8 images (MATLAB rgb2ycbcr, 0..255) with `scale` pixels shaved, per
+image, and NIQE (MATLAB-exact, its pristine model file from
+`python -m jaxsr.assets niqe` or $JAXSR_NIQE_PARAMS) on the SR's Y with the
+same border. Paper 004 states no unit for its RMSE (see jaxsr/metrics/rmse.py:
+its values look like squared errors), so both the per-image RMSE and MSE
+are kept.
+
+Writes OUT/summary.json ({'singan': {'rmse', 'mse', 'niqe', 'images': [...]},
+'bicubic': {...}, 'protocol': {...}}; 'rmse' is the mean of the per-image
+RMSEs), OUT/results.md (the table) and OUT/grid.png (per image: LR, nearest-
+upscaled | bicubic | SinGAN | HR), and OUT/lr/<name>.png, OUT/sr/<name>.png.
+"""
+
+import copy
+import json
+import os
+
+from absl import logging
+import numpy as np
+
+from jaxsr import config_lib
+from jaxsr.data import imresize
+from jaxsr.data import io
+from jaxsr.evaluation import metric_suite
+from jaxsr.evaluation import report
+from jaxsr.evaluation import scoring
+from jaxsr.metrics import rmse as rmse_lib
+
+METHODS = ('singan', 'bicubic')
+
+
+def _nearest(image: np.ndarray, scale: int) -> np.ndarray:
+  return np.repeat(np.repeat(image, scale, axis=0), scale, axis=1)
+
+
+def _summary(rows: list[dict]) -> dict:
+  return {'rmse': float(np.mean([r['rmse'] for r in rows])),
+          'mse': float(np.mean([r['mse'] for r in rows])),
+          'niqe': float(np.mean([r['niqe'] for r in rows])),
+          'images': rows}
+
+
+def run(data_dir: str, scale: int, config_spec: str, out_dir: str
+        ) -> tuple[dict, str]:
+  """Trains and scores one pyramid per image of data_dir; (summary, table)."""
+  from jaxsr import restore  # pylint: disable=g-import-not-at-top
+  from jaxsr import train  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(data_dir):
+    raise FileNotFoundError(f'no HR folder {data_dir}')
+  paths = io.list_images(data_dir)
+  if not paths:
+    raise ValueError(f'no images in {data_dir}')
+  base_config = config_lib.load_file(config_spec)
+  if base_config.method != 'singan':
+    raise ValueError(f'{config_spec} is a {base_config.method!r} config; '
+                     'expected experiments/singan.py:sr (or a variant)')
+  # Every model file is read before any training starts.
+  scorer = metric_suite.Scorer(('niqe',), scale)
+  rows = {m: [] for m in METHODS}
+  grid = []
+  for path in paths:
+    name = os.path.splitext(os.path.basename(path))[0]
+    hr = imresize.modcrop(io.read_image(path), scale)
+    lr = imresize.imresize(hr, 1 / scale)
+    lr_path = os.path.join(out_dir, 'lr', f'{name}.png')
+    io.write_image(lr_path, lr)
+    config = copy.deepcopy(base_config)
+    config.data.image = lr_path
+    config.scale = scale
+    config.lock()
+    workdir = os.path.join(out_dir, 'runs', name)
+    train.train_and_evaluate(config, workdir)
+    model = restore.load_model(workdir)
+    srs = {'singan': scoring.model_sr(model.predict, lr, scale),
+           'bicubic': scoring.bicubic(lr, scale)}
+    io.write_image(os.path.join(out_dir, 'sr', f'{name}.png'), srs['singan'])
+    for method, sr in srs.items():
+      rows[method].append({
+          'name': name,
+          'rmse': float(np.sqrt(rmse_lib.mse_y(sr, hr, shave=scale))),
+          'mse': rmse_lib.mse_y(sr, hr, shave=scale),
+          'niqe': scorer(sr, hr)['niqe']})
+    grid.append([_nearest(lr, scale), srs['bicubic'], srs['singan'], hr])
+    logging.info('%s: SinGAN NIQE %.3f RMSE %.2f | bicubic NIQE %.3f RMSE '
+                 '%.2f', name, rows['singan'][-1]['niqe'],
+                 rows['singan'][-1]['rmse'], rows['bicubic'][-1]['niqe'],
+                 rows['bicubic'][-1]['rmse'])
+  summary = {m: _summary(rows[m]) for m in METHODS}
+  summary['protocol'] = {
+      'data': data_dir, 'scale': scale, 'config': config_spec,
+      'lr': 'MATLAB bicubic downscale of the modcropped HR (uint8)',
+      'rmse': f'Y of uint8 rgb2ycbcr (0..255), {scale} px shaved, per image; '
+              "'rmse' is the mean over images, 'mse' the mean squared error",
+      'niqe': f'MATLAB-exact NIQE on Y, border {scale}'}
+  table = report.markdown_table(
+      ['method', 'RMSE', 'MSE', 'NIQE'],
+      [[m, summary[m]['rmse'], summary[m]['mse'], summary[m]['niqe']]
+       for m in METHODS])
+  text = (f'{table}\n\n{len(paths)} image(s) of {data_dir}, x{scale}, '
+          f'config {config_spec}. {summary["protocol"]["rmse"]}; NIQE: '
+          f'{summary["protocol"]["niqe"]}.\n')
+  os.makedirs(out_dir, exist_ok=True)
+  with open(os.path.join(out_dir, 'results.md'), 'w') as f:
+    f.write(text)
+  with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
+    json.dump(summary, f, indent=2)
+  io.write_image(os.path.join(out_dir, 'grid.png'), report.labeled_grid(
+      ['LR', 'bicubic', 'SinGAN', 'HR'], grid))
+  return summary, text

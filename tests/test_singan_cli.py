@@ -1,0 +1,134 @@
+"""python -m jaxsr.singan on a tiny trained pyramid: sample, sr, paint2image, sr_benchmark."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jaxsr import singan as cli
+from jaxsr import train
+from jaxsr.data import imresize
+from jaxsr.data import io
+from tests import helpers
+
+
+@pytest.fixture(scope='module')
+def workdir(tmp_path_factory):
+  """A 2-scale SinGAN trained 2 iterations per scale (experiments ':tiny')."""
+  path = tmp_path_factory.mktemp('singan')
+  train.train_and_evaluate(helpers.experiment_config('singan', 'tiny'),
+                           str(path))
+  return path
+
+
+def test_sample_writes_numbered_pngs_at_the_asked_size(workdir, tmp_path):
+  paths = cli.sample_files(str(workdir), 3, (1.0, 1.5), 0,
+                           str(tmp_path / 'samples'))
+  assert [p.rsplit('/', 1)[1] for p in paths] == ['0000.png', '0001.png',
+                                                   '0002.png']
+  _, net, state = cli.load(str(workdir))
+  h, w = net.sizes[-1]
+  images = [io.read_image(p) for p in paths]
+  assert all(im.shape == (h, round(1.5 * w), 3) for im in images)
+  assert not np.array_equal(images[0], images[1])
+  assert (tmp_path / 'samples' / 'grid.png').exists()
+  assert state.reals[-1].shape == (h, w, 3)
+
+
+def test_sr_of_the_training_image_and_of_a_file(workdir, tmp_path):
+  _, net, _ = cli.load(str(workdir))
+  h, w = net.sizes[-1]
+  out = cli.sr_file(str(workdir), 4, str(tmp_path / 'sr.png'))
+  assert io.read_image(out).shape == (4 * h, 4 * w, 3)
+  rng = np.random.default_rng(0)
+  io.write_image(tmp_path / 'odd.png', rng.integers(0, 256, (13, 11, 3),
+                                                     np.uint8))
+  out = cli.sr_file(str(workdir), 2, str(tmp_path / 'sr2.png'),
+                    str(tmp_path / 'odd.png'))
+  assert io.read_image(out).shape == (26, 22, 3)
+
+
+def test_paint2image_and_its_scale_check(workdir, tmp_path):
+  rng = np.random.default_rng(1)
+  io.write_image(tmp_path / 'paint.png', rng.integers(0, 256, (50, 70, 3),
+                                                       np.uint8))
+  _, net, _ = cli.load(str(workdir))
+  out = cli.paint_file(str(workdir), str(tmp_path / 'paint.png'), 1,
+                       str(tmp_path / 'out.png'))
+  assert io.read_image(out).shape == (*net.sizes[-1], 3)
+  with pytest.raises(ValueError, match='inject_scale'):
+    cli.paint_file(str(workdir), str(tmp_path / 'paint.png'), 0,
+                   str(tmp_path / 'bad.png'))
+
+
+def test_parse_size():
+  assert cli.parse_size('1.0,1.5') == (1.0, 1.5)
+  assert cli.parse_size('2') == (2.0, 2.0)
+  with pytest.raises(ValueError, match='V,H'):
+    cli.parse_size('1,2,3')
+
+
+def test_sample_command_line(workdir, tmp_path):
+  proc = subprocess.run(
+      [sys.executable, '-m', 'jaxsr.singan', 'sample', '--workdir',
+       str(workdir), '--num', '2', '--out', str(tmp_path / 's')],
+      capture_output=True, text=True, cwd=helpers.REPO, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert sorted(p.name for p in (tmp_path / 's').iterdir()) == [
+      '0000.png', '0001.png', 'grid.png']
+  bad = subprocess.run([sys.executable, '-m', 'jaxsr.singan', 'samples',
+                        '--out', 'x'], capture_output=True, text=True,
+                       cwd=helpers.REPO, timeout=300)
+  assert bad.returncode != 0 and 'usage' in bad.stderr
+
+
+_CONFIG = '''
+import importlib.util
+spec = importlib.util.spec_from_file_location('singan_experiment', {path!r})
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+
+
+def get_config(arg=None):
+  config = module.get_config('sr,tiny')
+  config.unlock()
+  config.pyramid.sr_min_size = 20  # Two scales for a 26 px LR.
+  config.lock()
+  return config
+'''
+
+
+def test_sr_benchmark_writes_the_table_4_summary(shared_data, tmp_path,
+                                                 monkeypatch):
+  monkeypatch.setenv('JAXSR_NIQE_PARAMS',
+                     str(shared_data / 'niqe' / 'niqe_pris_params.npz'))
+  hr_dir = tmp_path / 'hr'
+  (_, image), = __import__('jaxsr.data.demo', fromlist=['demo']).load(
+      ['coffee'])
+  io.write_image(hr_dir / 'coffee.png', imresize.imresize(image, 0.26)[:105])
+  config = tmp_path / 'singan_test.py'
+  config.write_text(_CONFIG.format(
+      path=str(helpers.REPO / 'experiments' / 'singan.py')))
+  out = tmp_path / 'out'
+  proc = subprocess.run(
+      [sys.executable, '-m', 'jaxsr.singan', 'sr_benchmark', '--data',
+       str(hr_dir), '--scale', '4', '--config', str(config), '--out',
+       str(out)], capture_output=True, text=True, cwd=helpers.REPO,
+      timeout=900)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  summary = json.loads((out / 'summary.json').read_text())
+  assert {'singan', 'bicubic'} <= set(summary)
+  for method in ('singan', 'bicubic'):
+    means = summary[method]
+    assert np.isfinite(means['rmse']) and np.isfinite(means['niqe'])
+    assert [r['name'] for r in means['images']] == ['coffee']
+    assert means['rmse'] == pytest.approx(means['images'][0]['rmse'])
+  # The LR is the MATLAB bicubic downscale of the modcropped HR.
+  hr = imresize.modcrop(io.read_image(hr_dir / 'coffee.png'), 4)
+  np.testing.assert_array_equal(io.read_image(out / 'lr' / 'coffee.png'),
+                                imresize.imresize(hr, 1 / 4))
+  assert io.read_image(out / 'sr' / 'coffee.png').shape == hr.shape
+  assert '| singan |' in proc.stdout and '| bicubic |' in proc.stdout
+  assert (out / 'grid.png').exists() and (out / 'results.md').exists()
