@@ -446,7 +446,7 @@ def steps_per_call_auto() -> int:
 
   The convs are small, so on an accelerator one call per iteration is
   dominated by dispatch. On XLA:CPU a rolled lax.scan of the iteration ran
-  5.2x slower per iteration than one call each (0.64 vs 0.12 s at the demo's
+  5.6x slower per iteration than one call each (0.68 vs 0.12 s at the demo's
   coarsest scale, benchmarks/RESULTS.md), the while-loop cost the RRDBNet
   micro-batches met too.
   """
