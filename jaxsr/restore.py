@@ -1,4 +1,7 @@
-"""Restores a trained model from a workdir (its config.json and latest checkpoint)."""
+"""Restores a trained model from a workdir (its config.json and newest intact checkpoint).
+
+Read-only: nothing here creates or writes anything in the workdir.
+"""
 
 import dataclasses
 import json
@@ -41,33 +44,47 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f'{path} is missing: expected a workdir written by '
                             'python -m jaxsr.main')
   with open(path) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    text = f.read()
+  try:
+    return ml_collections.ConfigDict(json.loads(text))
+  except ValueError as e:
+    raise ValueError(f'{path} is not valid JSON ({e}): the workdir\'s config '
+                     'record is damaged') from None
 
 
 def load_state(workdir: str, method: base.Method | None = None):
-  """The newest checkpointed state of `workdir` on one device.
+  """The newest intact checkpointed state of `workdir` on one device.
 
-  `method` is the workdir's method when the caller built it already.
+  `method` is the workdir's method when the caller built it already. A
+  damaged newer step folder is skipped with a warning naming it; when no step
+  restores, the error names every step folder and why.
   """
-  if method is None:
-    method = methods.build(load_config(workdir))
-  mesh = sharding.make_mesh(jax.devices()[:1])
-  # Shapes only: no random init, and no frozen loss networks to load.
-  repl = sharding.replicated(mesh)
-  abstract = jax.tree.map(
-      lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
-      jax.eval_shape(method.init, base.init_key(0)))
-  mngr = checkpoint.manager(workdir, async_save=False)
-  state = checkpoint.restore_latest(mngr, abstract)
-  mngr.close()
+  mngr = checkpoint.reader(workdir)  # Fails first when there is none.
+  try:
+    if method is None:
+      method = methods.build(load_config(workdir))
+    mesh = sharding.make_mesh(jax.devices()[:1])
+    # Shapes only: no random init, and no frozen loss networks to load.
+    repl = sharding.replicated(mesh)
+    abstract = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=repl),
+        jax.eval_shape(method.init, base.init_key(0)))
+    state = checkpoint.restore_latest(mngr, abstract)
+  finally:
+    mngr.close()
   if state is None:
-    raise FileNotFoundError(f'no checkpoint under {workdir}/checkpoints')
+    raise FileNotFoundError(
+        f'no checkpoint under {checkpoint.checkpoint_dir(workdir)}')
   return state
 
 
 def load_model(workdir: str) -> Model:
-  """The newest checkpoint of `workdir`, ready for inference on one device."""
+  """The newest intact checkpoint of `workdir`, ready for inference on one device."""
   config = load_config(workdir)
+  if not checkpoint.steps_on_disk(workdir):  # Before building anything.
+    raise FileNotFoundError(
+        f'no checkpoint under {checkpoint.checkpoint_dir(workdir)}: expected '
+        'a workdir written by python -m jaxsr.main')
   method = methods.build(config)
   state = load_state(workdir, method)
   jit_predict = jax.jit(method.predict)

@@ -9,11 +9,13 @@ from clu import metric_writers
 from clu import periodic_actions
 import jax
 import numpy as np
+from orbax.checkpoint import multihost as ocp_multihost
 
 from jaxsr import checkpoint
 from jaxsr import config_lib
 from jaxsr import methods
 from jaxsr import sharding
+from jaxsr import workdir as workdir_lib
 from jaxsr import xla_flags
 from jaxsr.evaluation import held_out
 from jaxsr.evaluation import scoring
@@ -22,13 +24,6 @@ from jaxsr.methods import base
 TRAIN_KEYS = {'num_steps', 'log_every', 'eval_every', 'checkpoint_every',
               'keep_checkpoints'}
 EVAL_KEYS = {'tile', 'overlap', 'rounded_y', 'grid_images'}
-
-
-def _write_config(config, workdir: str) -> None:
-  path = os.path.join(workdir, 'config.json')
-  with open(path + '.tmp', 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
-  os.replace(path + '.tmp', path)
 
 
 def _check_finite(metrics: dict, step: int, mngr) -> None:
@@ -79,8 +74,18 @@ def _model_sr(method, state, config):
 
 
 def train_and_evaluate(config, workdir: str):
-  """Runs config.method's stages, resuming from workdir; returns the final state."""
+  """Runs config.method's stages, resuming from workdir; returns the final state.
+
+  A rerun whose config changes the state or the method of the run stored in
+  workdir is refused before anything is initialized (jaxsr/workdir.py);
+  config.json is written only once the state has been restored or built.
+  """
   method = methods.build(config)  # Validates the method's config first.
+  steps = checkpoint.steps_on_disk(workdir)
+  changes = workdir_lib.check_rerun(config, workdir,
+                                    steps[-1] if steps else None,
+                                    method.resumable_keys)
+  method.check_start(workdir)  # E.g. a GAN from a random G: refused.
   config_lib.check_keys(config.train, TRAIN_KEYS, 'train')
   config_lib.check_keys(config.eval, EVAL_KEYS, 'eval')
   tc = config.train
@@ -94,9 +99,12 @@ def train_and_evaluate(config, workdir: str):
   mngr = checkpoint.manager(workdir, tc.keep_checkpoints)
   state = checkpoint.restore_or_init(mngr, state, config.init_from,
                                      method.init_fields)
-  if jax.process_index() == 0:
-    _write_config(config, workdir)
   start, total = int(state.step), method.num_steps
+  if any(s > start for s in steps):  # Damaged steps the restore skipped.
+    if jax.process_index() == 0:
+      checkpoint.set_aside(workdir, after=start)
+    ocp_multihost.sync_global_processes(f'jaxsr_set_aside_{start}')
+    mngr.reload()
   logging.info('%s on %d device(s), steps %d..%d, stages %s', config.method,
                mesh.devices.size, start, total,
                [(s.name, s.num_steps) for s in method.stages])
@@ -121,6 +129,8 @@ def train_and_evaluate(config, workdir: str):
       first_batch = next(batches)
       sharding.check_batch(first_batch, mesh)  # Before any step runs.
       batches = itertools.chain([first_batch], batches)
+  if jax.process_index() == 0:  # The run is known to be valid from here on.
+    workdir_lib.write_config(config, workdir, changes, start)
   writer = metric_writers.create_default_writer(
       workdir, just_logging=jax.process_index() > 0)
   progress = periodic_actions.ReportProgress(

@@ -9,10 +9,12 @@ in every stage, so that a checkpoint restores whatever stage it was saved in.
 """
 
 import dataclasses
+import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from absl import logging
 import jax
 import jax.numpy as jnp
 import optax
@@ -92,6 +94,11 @@ class Method:
       None.
     num_devices: devices of the mesh; None for all (data parallel), 1 for a
       single-image method.
+    check_start: workdir -> None, called by the training loop before it
+      builds or writes anything: raises ValueError when the config must not
+      be trained as it is (a GAN from a random G: `pretrained_g_check`).
+    resumable_keys: config keys (fnmatch patterns) of this method that a
+      rerun of a workdir may change, on top of jaxsr.workdir.RESUMABLE.
   """
   init: Callable[[jax.Array], State]
   stages: tuple[Stage, ...]
@@ -102,6 +109,8 @@ class Method:
   train_batches: Callable[[int, int, int], Iterator[dict]] | None = None
   held_out: Callable[[], datasets.Dataset | None] = lambda: None
   num_devices: int | None = None
+  check_start: Callable[[str], None] = lambda workdir: None
+  resumable_keys: tuple[str, ...] = ()
 
   def __post_init__(self):
     names = [s.name for s in self.stages]
@@ -132,6 +141,52 @@ def init_key(seed: int) -> jax.Array:
   eagerly with threefry and 4.2 s eagerly with rbg.
   """
   return jax.random.key(seed, impl='rbg')
+
+
+def has_checkpoint(workdir: str) -> bool:
+  """Whether workdir/checkpoints holds a step folder (a run to resume)."""
+  folder = os.path.join(workdir, 'checkpoints')
+  return os.path.isdir(folder) and any(n.isdigit() for n in os.listdir(folder))
+
+
+def random_g_error(config, warmup: int, gan_steps: int,
+                   pretrain: str) -> str:
+  """Why the GAN stage of this config would start from a random G ('' if not).
+
+  The papers fine-tune a PSNR-trained G (paper 000 §4.1, paper 002 §SR):
+  without config.init_from and without a warm-up (`warmup` = 0 steps) the
+  'gan' stage (`gan_steps` > 0) would start from the random init. `pretrain`
+  names the config that trains the PSNR G.
+  """
+  if not gan_steps or warmup or config.init_from:
+    return ''
+  return ('config.init_from is empty and config.psnr_warmup_steps is 0: GAN '
+          'training would start from a random G, but the paper fine-tunes a '
+          f'PSNR-trained G; train one with {pretrain} and pass '
+          '--config.init_from=<its workdir>, or set --config.psnr_warmup_steps'
+          ', or --config.allow_random_g=True to start from a random G anyway')
+
+
+def pretrained_g_check(config, warmup: int,
+                       gan_steps: int, pretrain: str) -> Callable[[str], None]:
+  """Method.check_start of a GAN fine-tuned from a PSNR-trained G.
+
+  The returned check passes when the workdir holds a checkpoint (a resumed
+  run), refuses a start from a random G (`random_g_error`) with a ValueError
+  unless config.allow_random_g is True, and then logs a warning instead.
+  """
+  error = random_g_error(config, warmup, gan_steps, pretrain)
+  allowed = bool(config.get('allow_random_g', False))
+
+  def check(workdir: str) -> None:
+    if not error or has_checkpoint(workdir):
+      return
+    if not allowed:
+      raise ValueError(error)
+    logging.warning('config.allow_random_g=True: GAN training starts from a '
+                    'random G, not from a PSNR-trained one as in the paper')
+
+  return check
 
 
 def patch_data(config) -> dict:

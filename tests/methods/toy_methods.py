@@ -162,7 +162,9 @@ def build_pyramid(config) -> base.Method:
                              lr_size=config.data.hr_patch // 4),
       stages=stages,
       predict=functools.partial(_pyramid_predict, g=g),
-      init_fields=('g0_params', 'g1_params'), **data)
+      init_fields=('g0_params', 'g1_params'),
+      resumable_keys=('toy.kill_at', 'toy.workdir'),  # Fault injection.
+      **data)
 
 
 @flax.struct.dataclass
