@@ -5,6 +5,7 @@ values (the comments name their source); experiment files assemble them and
 apply their variants.
 """
 
+import difflib
 import importlib.util
 import os
 
@@ -34,6 +35,25 @@ def check_keys(section, allowed, name: str) -> None:
   if unknown:
     raise ValueError(f'unknown key(s) {sorted(unknown)} in config.{name}; '
                      f'expected some of {sorted(allowed)}')
+
+
+def unknown_key(config, path: str) -> str:
+  """Why the dotted override path 'section.key' names no field of config,
+  in one line with the section's valid keys; '' when it names one."""
+  node, where = config, 'config'
+  for part in path.split('.'):
+    if not isinstance(node, ml_collections.ConfigDict):
+      return (f'{where} is a value ({node!r}), not a section: it has no key '
+              f'{part!r}')
+    if part not in node:
+      valid = sorted(node.keys())
+      close = difflib.get_close_matches(part, valid, n=1, cutoff=0.8)
+      hint = f' (did you mean {close[0]!r}?)' if close else ''
+      section = 'the top level of config' if where == 'config' else where
+      return (f'unknown config key {part!r} in {section}{hint}; valid keys: '
+              f'{", ".join(valid)}')
+    node, where = node[part], f'{where}.{part}'
+  return ''
 
 
 def generator() -> ConfigDict:
@@ -138,6 +158,9 @@ def lsrgan_family(method_name: str, perceptual: str,
   # §4.1: G and L start from the PSNR pre-training (rrdb_psnr.py workdir).
   config.init_from = ''
   config.psnr_warmup_steps = 0  # Only for runs without init_from (demos).
+  # True: a GAN run may start from a random G (no init_from, no warm-up);
+  # training refuses that otherwise (methods/base.py pretrained_g_check).
+  config.allow_random_g = False
   config.model = generator()
   config.encoder = encoder(enabled=use_encoder)
   # ESRGAN's VGG-style D (§3.1) with BN and no weight normalization;
@@ -151,10 +174,18 @@ def lsrgan_family(method_name: str, perceptual: str,
       perceptual_weight=1.0,  # eq. 1: L_percep has weight 1.
       # ESRGAN: VGG19 conv5_4 before ReLU, L1 (eq. 1).
       vgg_layer_weights=ConfigDict({'conv5_4': 1.0}),
-      cx_layer='conv3_4',  # §3: "VGG19-conv34 feature maps".
+      # §3: "VGG19-conv34 feature maps", as Mechrez et al.'s official code
+      # names them: its conv3_4 is the ReLU output (roimehrez/contextualLoss
+      # vgg_model.py build_net; the PyTorch port's default is relu3_4).
+      cx_layer='relu3_4',
       cx_band_width=0.5,  # h of eq. 11 (contextual-loss code's default).
       cx_max_samples=65,  # Official CX code samples at most 65x65 positions.
       gan_type='ragan',  # L_G^Ra / L_D^Ra (eq. 1, §1).
+      # False: D's RaGAN loss is differentiated through both means, as in
+      # the old BasicSR that ESRGAN and LSRGAN were released with
+      # (codes/models/SRRaGAN_model.py); True: the current BasicSR
+      # (basicsr/models/esrgan_model.py), which detaches them.
+      ragan_detach_means=False,
       adv_weight=5e-3,  # λ, §4.1.
       pixel_weight=1e-2,  # η, §4.1.
       latent_weight=1e-3 if use_encoder else 0.0,  # μ, §4.1 (eqs. 10, 13).
@@ -186,7 +217,7 @@ def lsrgan_variant(config, arg) -> ConfigDict:
     config.disc.num_feat = 16
     config.perceptual.weights = 'random'
     config.loss.vgg_layer_weights = ConfigDict({'conv2_2': 1.0})
-    config.loss.cx_layer = 'conv2_2'
+    config.loss.cx_layer = 'relu2_2'
     config.optim.update(lr=2e-4, milestones=())
     config.psnr_warmup_steps = 600
     demo_data(config, hr_patch=128, batch_size=4)
@@ -198,7 +229,7 @@ def lsrgan_variant(config, arg) -> ConfigDict:
     config.disc.num_feat = 4
     config.perceptual.weights = 'random'
     config.loss.vgg_layer_weights = ConfigDict({'conv1_1': 1.0})
-    config.loss.cx_layer = 'conv1_1'
+    config.loss.cx_layer = 'relu1_1'
     config.loss.cx_max_samples = 8
     config.psnr_warmup_steps = 1
     config.data.batch_size = 4

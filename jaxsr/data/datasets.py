@@ -2,7 +2,8 @@
 
 A dataset is a sequence of (name, HR, LR-or-None) with uint8 HxWx3 RGB images;
 LR None means "downscale HR with MATLAB bicubic". Sizes are checked up front
-from the file headers, so a bad file stops the run before training starts.
+from the file headers and, for training, every file is decoded once
+(jaxsr.data.verify), so a bad file stops the run before training starts.
 """
 
 import dataclasses
@@ -17,6 +18,7 @@ from PIL import Image
 
 from jaxsr.data import imresize
 from jaxsr.data import io
+from jaxsr.data import verify as verify_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,37 +90,68 @@ def cached_loader(load: Callable[[str], np.ndarray], cache_dir: str
   return cached
 
 
+def _describe(problems: dict[str, str], total: int, what: str) -> str:
+  """One line naming every bad file and why."""
+  return (f'{len(problems)} of {total} {what} cannot be used (fix or remove '
+          'them): ' + '; '.join(
+              why if why.startswith(p) else f'{p}: {why}'
+              for p, why in problems.items()))
+
+
 def from_folders(hr_dir: str, scale: int, lr_dir: str = '',
-                 min_size: int = 0, cache_dir: str = '') -> Dataset:
+                 min_size: int = 0, cache_dir: str = '', verify: bool = False,
+                 record_dir: str = '', num_threads: int = 4) -> Dataset:
   """HR images of a folder (modcropped to `scale`), paired with `lr_dir` if given.
 
-  Raises ValueError naming the file when an image is smaller than `min_size`
-  or when an LR image is not exactly HR/scale. With `cache_dir`, each image
-  is decoded once into an .npy there and memory-mapped afterwards.
+  Raises one ValueError naming every file whose header cannot be read, that
+  is smaller than `min_size`, or whose LR is not exactly HR/scale. With
+  `verify`, every file is also decoded first (`verify.verify_images`, which
+  remembers decoded files in `record_dir`), so a truncated image stops the
+  run before step 0, named with every other bad file. With `cache_dir`, each
+  image is decoded once into an .npy there and memory-mapped afterwards
+  (verification then fills that cache).
   """
-  hr_paths = io.list_images(hr_dir)
-  sizes = []
-  for p in hr_paths:
-    h, w = _header_size(p)
-    if min(h, w) < min_size:
-      raise ValueError(f'{p} is {h}x{w}, smaller than the {min_size}x{min_size}'
-                       ' HR patch')
-    sizes.append((h - h % scale, w - w % scale))
+  hr_paths = [str(p) for p in io.list_images(hr_dir)]
   lr_paths = None
   if lr_dir:
-    lr_paths = paired_lr_paths(lr_dir, hr_paths, scale)
-    for p, q, (h, w) in zip(hr_paths, lr_paths, sizes):
-      lh, lw = _header_size(q)
-      if (lh * scale, lw * scale) != (h, w):
-        raise ValueError(
-            f'{q} is {lh}x{lw} but {p} is {h}x{w} after modcrop: expected an '
-            f'LR of {h // scale}x{w // scale} for scale {scale}')
-  logging.info('%s: %d images%s', hr_dir, len(hr_paths),
-               f' paired with {lr_dir}' if lr_dir else '')
-
+    lr_paths = [str(p) for p in paired_lr_paths(lr_dir, hr_paths, scale)]
   read = io.read_image
   if cache_dir:
     read = cached_loader(io.read_image, cache_dir)
+  problems = {}
+  if verify:
+    problems = verify_lib.verify_images(
+        hr_paths + (lr_paths or []), read,
+        '' if cache_dir else record_dir, num_threads)
+  sizes = []
+  for p in hr_paths:
+    try:
+      h, w = _header_size(p) if p not in problems else (0, 0)
+    except ValueError as e:
+      problems[p] = str(e)
+      h = w = 0
+    if p not in problems and min(h, w) < min_size:
+      problems[p] = (f'{p} is {h}x{w}, smaller than the {min_size}x{min_size}'
+                     ' HR patch')
+    sizes.append((h - h % scale, w - w % scale))
+  for p, q, (h, w) in zip(hr_paths, lr_paths or [], sizes):
+    if p in problems or q in problems:
+      continue
+    try:
+      lh, lw = _header_size(q)
+    except ValueError as e:
+      problems[q] = str(e)
+      continue
+    if (lh * scale, lw * scale) != (h, w):
+      problems[q] = (
+          f'{q} is {lh}x{lw} but {p} is {h}x{w} after modcrop: expected an '
+          f'LR of {h // scale}x{w // scale} for scale {scale}')
+  if problems:
+    total = len(hr_paths) + len(lr_paths or [])
+    raise ValueError(_describe(problems, total, f'images in {hr_dir}' + (
+        f' and {lr_dir}' if lr_dir else '')))
+  logging.info('%s: %d images%s', hr_dir, len(hr_paths),
+               f' paired with {lr_dir}' if lr_dir else '')
 
   def load_hr(i):
     return imresize.modcrop(read(hr_paths[i]), scale)

@@ -2,17 +2,20 @@
 
 Decoding rules:
 - RGB(A), palette, CMYK, YCbCr ... -> H x W x 3 RGB; alpha is dropped (not
-  composited), with an info log naming the file.
+  composited), with an info log naming the file (once per file and process,
+  however often the training pipeline reads it).
 - Gray ('1', 'L', 'LA', 16-bit 'I;16*'/'I') -> H x W x 3 replicated, or H x W
   with keep_gray=True so evaluation can use gray images as-is.
 - 16-bit gray keeps its precision in `read_image_float`; `read_image` scales
   it to uint8 as round(v * 255 / 65535). Pillow itself keeps only the high
-  byte of 16-bit RGB PNGs (a warning is logged): at most one level off.
+  byte of 16-bit RGB PNGs (a warning is logged, once per file): at most one
+  level off.
 - EXIF orientation is ignored, like MATLAB imread and the SR benchmarks.
 """
 
 import os
 import pathlib
+import threading
 
 from absl import logging
 import numpy as np
@@ -25,6 +28,21 @@ _GRAY16_MODES = ('I;16', 'I;16L', 'I;16B', 'I;16N', 'I')
 _ALPHA_MODES = ('LA', 'La', 'PA', 'RGBA', 'RGBa')
 
 PathLike = str | os.PathLike
+
+# (file, note) pairs already logged: a training run reads each file many
+# times (one decode per sampled patch), a note about it is logged once.
+_LOGGED: set[tuple[str, str]] = set()
+_LOGGED_LOCK = threading.Lock()
+
+
+def _log_once(level: int, path: pathlib.Path, note: str, *args) -> None:
+  """logging.log(level, '%s: ' + note, path, *args), once per (file, note)."""
+  key = (os.path.abspath(path), note)
+  with _LOGGED_LOCK:
+    if key in _LOGGED:
+      return
+    _LOGGED.add(key)
+  logging.log(level, '%s: ' + note, path, *args)
 
 
 def _decode(path: PathLike, keep_gray: bool) -> np.ndarray:
@@ -43,16 +61,16 @@ def _decode(path: PathLike, keep_gray: bool) -> np.ndarray:
       if mode in ('F', 'I;32', 'I;32B', 'I;32L'):
         raise ValueError(f'unsupported pixel mode {mode}')
       if mode in _ALPHA_MODES or (mode == 'P' and 'transparency' in im.info):
-        logging.info('%s: dropping the alpha channel of a %s image', path, mode)
+        _log_once(logging.INFO, path,
+                  'dropping the alpha channel of a %s image', mode)
       if mode in _GRAY16_MODES:
         array = np.asarray(im)
       elif mode in _GRAY_MODES:
         array = np.asarray(im.convert('L'))
       else:
         if mode in ('RGB', 'RGBA') and ';16' in tile_modes:
-          logging.warning(
-              '%s: 16-bit RGB; Pillow keeps only the high byte of each '
-              'sample', path)
+          _log_once(logging.WARNING, path, '16-bit RGB; Pillow keeps only '
+                    'the high byte of each sample')
         array = np.asarray(im.convert('RGB'))
   except (OSError, SyntaxError, ValueError) as e:
     raise ValueError(f'{path}: cannot decode image: {e}') from e

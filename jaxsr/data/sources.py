@@ -11,6 +11,7 @@ import numpy as np
 from jaxsr import config_lib
 from jaxsr.data import datasets
 from jaxsr.data import demo
+from jaxsr.data import verify
 
 SOURCES = ('folder', 'demo', 'tfds')
 KEYS = {'source', 'train_dir', 'train_lr_dir', 'val_dir', 'val_lr_dir',
@@ -58,9 +59,14 @@ def train_set(data_config, scale: int) -> datasets.Dataset:
   if not data_config.train_dir:
     raise ValueError('config.data.train_dir is empty: point it at an HR folder '
                      '(e.g. DIV2K/DIV2K_train_HR)')
+  # Every file is decoded once here (remembered across runs), so a damaged
+  # image stops the run before step 0 rather than when a batch samples it.
   return datasets.from_folders(data_config.train_dir, scale,
                                data_config.train_lr_dir, min_size=patch,
-                               cache_dir=data_config.get('cache_dir', ''))
+                               cache_dir=data_config.get('cache_dir', ''),
+                               verify=True,
+                               record_dir=verify.default_record_dir(),
+                               num_threads=data_config.num_threads)
 
 
 def val_set(data_config, scale: int) -> datasets.Dataset | None:
@@ -72,7 +78,9 @@ def val_set(data_config, scale: int) -> datasets.Dataset | None:
     ds = _tfds(data_config, data_config.tfds_val_split, scale, 0)
   elif data_config.source == 'folder' and data_config.val_dir:
     ds = datasets.from_folders(data_config.val_dir, scale,
-                               data_config.val_lr_dir)
+                               data_config.val_lr_dir, verify=True,
+                               record_dir=verify.default_record_dir(),
+                               num_threads=data_config.num_threads)
   else:
     return None
   n = data_config.max_val_images
