@@ -9,8 +9,15 @@
       --dists_weights weights.pt --dists_vgg16 vgg16-397923af.pth --out eval
 
 A --data folder holds HR images (modcropped to the scale and downscaled with
-MATLAB-exact bicubic), or is `HR:LR` for paired folders (LR files named as
-the HR ones, or `{name}x{scale}` as DIV2K), used as given. Metrics
+MATLAB-exact bicubic), or is `HR:LR` for paired folders, used as given. By
+default (--pair name) an LR file is named as its HR file, or `{name}x{scale}`
+as DIV2K. The benchmark releases that name them differently (Set5's
+`img_001_SRF_4_HR.png` vs `babyx4.png`) need --pair sorted: the i-th HR file
+by sorted name goes with the i-th LR file (the counts must match, and every
+LR must be the HR's size / scale). Each model's column is its workdir's
+folder name, with parent folders added when two are alike (`a/run`,
+`b/run`), or the --name given for each --workdir. Every image's size is
+checked before any model loads. Metrics
 (`--metrics`, see jaxsr.evaluation.metric_suite): PSNR/SSIM on Y (BT.601), border =
 scale, SR rounded to uint8. By default Y is rounded as MATLAB's rgb2ycbcr on
 uint8 and a gray HR is used as-is (compared with the SR's luma): convention A
@@ -28,6 +35,7 @@ HR).
 import csv
 import json
 import os
+from collections.abc import Sequence
 
 from absl import app
 from absl import flags
@@ -35,15 +43,18 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from jaxsr import cli
 from jaxsr.data import datasets
 from jaxsr.data import imresize
 from jaxsr.data import io
 from jaxsr.evaluation import held_out
 from jaxsr.evaluation import metric_suite
+from jaxsr.evaluation import receptive_field
 from jaxsr.evaluation import report
 from jaxsr.evaluation import scoring
 
 FLAGS = flags.FLAGS
+PAIRINGS = ('name', 'sorted')
 
 
 def load_hr(path: str, scale: int, gray: str) -> np.ndarray:
@@ -61,13 +72,86 @@ def split_folder(spec: str) -> tuple[str, str]:
   return hr_dir, lr_dir
 
 
-def images_of(spec: str, scale: int, gray: str):
+def pair_lr(lr_dir: str, hr_paths: Sequence, scale: int, pair: str
+            ) -> list[str]:
+  """The LR file of each HR file: by name (DIV2K layout) or by sorted order."""
+  if pair not in PAIRINGS:
+    raise ValueError(f'--pair must be one of {PAIRINGS}, found {pair!r}')
+  if pair == 'name':
+    try:
+      return datasets.paired_lr_paths(lr_dir, hr_paths, scale)
+    except FileNotFoundError as e:
+      raise FileNotFoundError(
+          f'{e}; for releases whose LR names differ from the HR ones, pair '
+          'the files by sorted order with --pair sorted') from e
+  lr_paths = io.list_images(lr_dir)
+  if len(lr_paths) != len(hr_paths):
+    raise ValueError(f'--pair sorted needs as many LR as HR images: {lr_dir} '
+                     f'holds {len(lr_paths)}, the HR folder {len(hr_paths)}')
+  return [str(p) for p in lr_paths]
+
+
+def _header_size(path) -> tuple[int, int]:
+  """(H, W) from an image file's header, without decoding it."""
+  try:
+    with Image.open(path) as im:
+      w, h = im.size
+  except (OSError, SyntaxError, ValueError) as e:
+    raise ValueError(f'{path}: cannot read the image ({e})') from e
+  return h, w
+
+
+def min_hr_side(names: Sequence[str], scale: int) -> int:
+  """The smallest HR side the chosen metrics can score, a multiple of scale:
+  a border of `scale` on each side, then SSIM's 11x11 window or NIQE's
+  96x96 blocks."""
+  inner = 1
+  if set(names) & {'psnr', 'ssim', 'psnr_rgb', 'l1_y'}:
+    inner = 11  # score_pair computes SSIM whenever any of these is asked.
+  if set(names) & {'niqe', 'pi'}:
+    inner = 96
+  return -(-(2 * scale + inner) // scale) * scale
+
+
+def check_sizes(spec: str, scale: int, names: Sequence[str],
+                pair: str = 'name') -> int:
+  """The longest LR side of a folder spec, from the file headers only.
+
+  Raises ValueError naming the first HR image too small for the metrics, or
+  LR image of the wrong size.
+  """
+  hr_dir, lr_dir = split_folder(spec)
+  hr_paths = io.list_images(hr_dir)
+  lr_paths = pair_lr(lr_dir, hr_paths, scale, pair) if lr_dir else []
+  need = min_hr_side(names, scale)
+  longest = 0
+  for i, path in enumerate(hr_paths):
+    h, w = _header_size(path)
+    hc, wc = h - h % scale, w - w % scale
+    if min(hc, wc) < need:
+      raise ValueError(
+          f'{path} is {h}x{w}: too small to score at x{scale} (at least '
+          f'{need}x{need} after cropping to a multiple of {scale}, for a '
+          f'{scale}-pixel border and the metrics window); remove it from '
+          f'{hr_dir}')
+    if lr_paths:
+      lh, lw = _header_size(lr_paths[i])
+      if (lh, lw) != (hc // scale, wc // scale):
+        raise ValueError(
+            f'{lr_paths[i]} is {lh}x{lw}, expected {hc // scale}x'
+            f'{wc // scale} for {path} at x{scale}'
+            + (' (paired by sorted order)' if pair == 'sorted' else ''))
+    longest = max(longest, hc // scale, wc // scale)
+  return longest
+
+
+def images_of(spec: str, scale: int, gray: str, pair: str = 'name'):
   """Yields (name, hr, lr) uint8 for every HR image of a folder spec."""
   hr_dir, lr_dir = split_folder(spec)
   hr_paths = io.list_images(hr_dir)
   if not hr_paths:
     raise ValueError(f'no images in {hr_dir}')
-  lr_paths = (datasets.paired_lr_paths(lr_dir, hr_paths, scale) if lr_dir
+  lr_paths = (pair_lr(lr_dir, hr_paths, scale, pair) if lr_dir
               else [None] * len(hr_paths))
   for path, lr_path in zip(hr_paths, lr_paths):
     hr = load_hr(path, scale, gray)
@@ -82,21 +166,61 @@ def images_of(spec: str, scale: int, gray: str):
     yield os.path.splitext(os.path.basename(path))[0], hr, lr
 
 
+def column_names(workdirs: Sequence[str], names: Sequence[str] = (),
+                 baseline: str | None = None) -> list[str]:
+  """One unique table column per workdir: its folder name, with as many
+  parent folders as tell it apart from the others ('a/run', 'b/run'), or
+  the given names (one per workdir)."""
+  reserved = {baseline} if baseline else set()
+  if names:
+    if len(names) != len(workdirs):
+      raise ValueError(f'give one --name per --workdir: {len(names)} names '
+                       f'for {len(workdirs)} workdirs')
+    chosen = list(names)
+  else:
+    paths = [os.path.abspath(w) for w in workdirs]
+    for i, p in enumerate(paths):
+      if p in paths[:i]:
+        raise ValueError(f'--workdir {workdirs[i]} is given twice')
+    parts = [p.strip(os.sep).split(os.sep) for p in paths]
+    depth = [1] * len(parts)
+    while True:
+      chosen = ['/'.join(q[-d:]) for q, d in zip(parts, depth)]
+      clash = [i for i, c in enumerate(chosen)
+               if chosen.count(c) > 1 or c in reserved]
+      if not clash or all(depth[i] >= len(parts[i]) for i in clash):
+        break
+      for i in clash:
+        depth[i] = min(depth[i] + 1, len(parts[i]))
+  for i, c in enumerate(chosen):
+    if not c or chosen.count(c) > 1 or c in reserved:
+      raise ValueError(f'column name {c!r} of --workdir {workdirs[i]} is '
+                       'empty, repeated or a baseline\'s: give each workdir '
+                       'a distinct --name')
+  return chosen
+
+
+def _file_safe(name: str) -> str:
+  """A column name as part of a file name ('a/run' -> 'a_run')."""
+  return name.replace('/', '_').replace(os.sep, '_')
+
+
 def score_folder(name_to_sr, spec: str, scale: int, scorer, gray: str,
-                 crop: int = 64, grid_rows: int = 16):
+                 crop: int = 64, grid_rows: int = 16, pair: str = 'name'):
   """({method: per-image rows}, crop-grid rows) for one folder spec.
 
   Each grid row is the most detailed crop x crop window of an image's HR:
   bicubic | each model | HR.
   """
-  def crops(hr, srs, lr):
+  def crops(name, hr, srs, lr, scores):
+    del name, scores
     box = report.detail_box(hr, crop)
     bic = srs.get('bicubic')
     bic = scoring.bicubic(lr, scale) if bic is None else bic
     return [[report.crop_box(x, box) for x in (
         bic, *(srs[m] for m in name_to_sr if m != 'bicubic'), hr)]]
 
-  return held_out.score_images(images_of(spec, scale, gray), name_to_sr,
+  return held_out.score_images(images_of(spec, scale, gray, pair), name_to_sr,
                                scorer, crops, grid_rows)
 
 
@@ -130,36 +254,52 @@ def conventions(scale: int, rounded_y: bool, gray: str) -> str:
 
 def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
         rounded_y=True, gray='asis', metrics='default',
-        files=metric_suite.MetricFiles(), crop=64, grid_rows=16):
-  """Evaluates, writes CSV/JSON/Markdown/PNG; returns (summary, table)."""
+        files=metric_suite.MetricFiles(), crop=64, grid_rows=16, names=(),
+        pair='name'):
+  """Evaluates, writes CSV/JSON/Markdown/PNG; returns (summary, table).
+
+  Flags, folders, every image's size and the column names are checked
+  before any model is loaded.
+  """
   from jaxsr import restore  # pylint: disable=g-import-not-at-top
-  names = metric_suite.parse(metrics)
-  for spec in folders:
-    split_folder(spec)  # Fail on a missing folder before loading models.
+  metric_names = metric_suite.parse(metrics)
+  receptive_field.check_tiling(tile, overlap)
+  columns = column_names(workdirs, names, baseline)
+  longest = max(check_sizes(spec, scale, metric_names, pair)
+                for spec in folders) if folders else 0
+  geos = []
+  for w in workdirs:
+    config = restore.load_config(w)
+    if int(config.scale) != scale:
+      raise ValueError(f'{w} was trained for x{config.scale}, not x{scale}')
+    geos.append(receptive_field.geometry(config))
+    receptive_field.check_tiling(tile, overlap, geos[-1])
   sr_fns = {}
   if baseline == 'bicubic':
     sr_fns['bicubic'] = lambda lr: scoring.bicubic(lr, scale)
-  for w in workdirs:
+  for w, name, geo in zip(workdirs, columns, geos):
     model = restore.load_model(w)
-    if model.scale != scale:
-      raise ValueError(f'{w} was trained for x{model.scale}, not x{scale}')
-    name = os.path.basename(os.path.normpath(w))
-    sr_fns[name] = (lambda m: lambda lr: scoring.model_sr(
-        m.predict, lr, scale, tile if m.tileable else 0, overlap))(model)
+    model_tile = tile if model.tileable else 0
+    warning = receptive_field.overlap_warning(model_tile, overlap, geo)
+    if warning and longest > model_tile + 2 * overlap:
+      logging.warning('%s: %s', name, warning)
+    sr_fns[name] = (lambda m, t: lambda lr: scoring.model_sr(
+        m.predict, lr, scale, t, overlap))(model, model_tile)
   if not sr_fns:
     raise ValueError('nothing to evaluate: give --workdir and/or --baseline')
-  scorer = metric_suite.Scorer(names, scale, rounded_y, files)
+  scorer = metric_suite.Scorer(metric_names, scale, rounded_y, files)
   os.makedirs(out_dir, exist_ok=True)
   summary = {}
   for spec in folders:
     set_name = os.path.basename(os.path.normpath(split_folder(spec)[0]))
     rows, grid = score_folder(sr_fns, spec, scale, scorer, gray, crop,
-                              grid_rows)
+                              grid_rows, pair)
     summary[set_name] = {}
     for method, method_rows in rows.items():
-      summary[set_name][method] = metric_suite.summarize(method_rows, names)
-      with open(os.path.join(out_dir, f'{set_name}_{method}.csv'), 'w',
-                newline='') as f:
+      summary[set_name][method] = metric_suite.summarize(method_rows,
+                                                         metric_names)
+      path = os.path.join(out_dir, f'{set_name}_{_file_safe(method)}.csv')
+      with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(method_rows[0]))
         writer.writeheader()
         writer.writerows(method_rows)
@@ -167,7 +307,7 @@ def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
       header = ['bicubic', *(m for m in sr_fns if m != 'bicubic'), 'HR']
       Image.fromarray(report.labeled_grid(header, grid)).save(
           os.path.join(out_dir, f'{set_name}_crops.png'))
-  table = paper_table(summary, list(sr_fns), names)
+  table = paper_table(summary, list(sr_fns), metric_names)
   note = conventions(scale, rounded_y, gray)
   with open(os.path.join(out_dir, 'results.md'), 'w') as f:
     f.write(f'{table}\n\n{note}\n')
@@ -180,6 +320,10 @@ def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
 def _define_flags():
   """Command-line flags; defined only when run as a program."""
   flags.DEFINE_multi_string('workdir', [], 'Trained workdir(s).')
+  flags.DEFINE_multi_string('name', [], 'Table column of each --workdir, in '
+                            'order (default: its folder name, made unique).')
+  flags.DEFINE_enum('pair', 'name', PAIRINGS, 'HR:LR folders: pair files by '
+                    'name (LR as HR, or {name}x{scale}) or by sorted order.')
   flags.DEFINE_enum('baseline', None, ['bicubic'],
                     'Also (or only) score plain bicubic upscaling.')
   flags.DEFINE_multi_string('data', [], 'HR benchmark folder(s), or HR:LR.')
@@ -214,7 +358,7 @@ def main(argv):
   summary, table = run(FLAGS.workdir, FLAGS.baseline, FLAGS.data,
                        FLAGS.scale, FLAGS.out, FLAGS.tile, FLAGS.overlap,
                        FLAGS.y == 'rounded', FLAGS.gray, FLAGS.metrics, files,
-                       FLAGS.crop, FLAGS.grid_rows)
+                       FLAGS.crop, FLAGS.grid_rows, FLAGS.name, FLAGS.pair)
   print(table)  # The table is this command's output.
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:
@@ -223,4 +367,4 @@ def main(argv):
 
 if __name__ == '__main__':
   _define_flags()
-  app.run(main)
+  cli.run(main)

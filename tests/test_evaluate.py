@@ -142,3 +142,72 @@ def test_missing_folder_and_wrong_lr_size_are_clear_errors(tmp_path):
   io.write_image(lr / 'a.png', np.zeros((7, 8, 3), np.uint8))
   with pytest.raises(ValueError, match=r'lr/a.png is 7x8, expected 8x8'):
     evaluate.run([], 'bicubic', [f'{hr}:{lr}'], 4, str(tmp_path / 'o'))
+
+
+def test_a_tiny_hr_image_is_named_before_any_model_loads(tmp_path):
+  """A 3x17 HR is 0x4 at x4: named with its size, before the (missing)
+  workdir is opened."""
+  hr = tmp_path / 'hr'
+  hr.mkdir()
+  rng = np.random.default_rng(0)
+  io.write_image(hr / 'big.png', rng.integers(0, 256, (40, 40, 3), np.uint8))
+  io.write_image(hr / 'tiny.png', np.zeros((3, 17, 3), np.uint8))
+  with pytest.raises(ValueError, match=r'hr/tiny.png is 3x17: too small to '
+                     r'score at x4 \(at least 20x20'):
+    evaluate.run([str(tmp_path / 'no_workdir')], 'bicubic', [str(hr)], 4,
+                 str(tmp_path / 'o'))
+  # 20x20 is the smallest: a 4-pixel border on each side, SSIM's 11x11
+  # window, rounded up to a multiple of 4.
+  io.write_image(hr / 'tiny.png', rng.integers(0, 256, (20, 22, 3), np.uint8))
+  summary, _ = evaluate.run([], 'bicubic', [str(hr)], 4, str(tmp_path / 'o'))
+  assert summary['hr']['bicubic']['num_images'] == 2
+
+
+def test_pair_sorted_pairs_the_benchmark_release(shared_data, tmp_path):
+  """Set5's img_001_SRF_4_HR.png ... with babyx4.png ...: by sorted order the
+  official LR files give the published bicubic row (28.42 dB)."""
+  hr_dir = shared_data / 'benchmarks' / 'Set5'
+  lr_dir = shared_data / 'benchmarks' / 'Set5_LR_bicubic_X4'
+  with pytest.raises(FileNotFoundError, match='--pair sorted'):
+    evaluate.run([], 'bicubic', [f'{hr_dir}:{lr_dir}'], 4, str(tmp_path))
+  summary, _ = evaluate.run([], 'bicubic', [f'{hr_dir}:{lr_dir}'], 4,
+                            str(tmp_path), metrics='psnr', pair='sorted')
+  assert abs(summary['Set5']['bicubic']['psnr'] - 28.42) < 0.01
+  rows = (tmp_path / 'Set5_bicubic.csv').read_text().splitlines()
+  assert rows[1].startswith('img_001_SRF_4_HR,')
+
+
+def test_pair_sorted_refuses_unequal_counts_and_wrong_sizes(tmp_path):
+  hr, lr = tmp_path / 'hr', tmp_path / 'lr'
+  hr.mkdir()
+  lr.mkdir()
+  io.write_image(hr / 'a.png', np.zeros((32, 32, 3), np.uint8))
+  io.write_image(hr / 'b.png', np.zeros((32, 40, 3), np.uint8))
+  io.write_image(lr / 'x.png', np.zeros((8, 10, 3), np.uint8))
+  with pytest.raises(ValueError, match='as many LR as HR images.*holds 1.*2'):
+    evaluate.run([], 'bicubic', [f'{hr}:{lr}'], 4, str(tmp_path / 'o'),
+                 pair='sorted')
+  io.write_image(lr / 'y.png', np.zeros((8, 8, 3), np.uint8))
+  # Sorted: a <-> x (8x10, expected 8x8) is caught before anything is scored.
+  with pytest.raises(ValueError, match=r'lr/x.png is 8x10, expected 8x8 .*'
+                     r'sorted order'):
+    evaluate.run([], 'bicubic', [f'{hr}:{lr}'], 4, str(tmp_path / 'o'),
+                 pair='sorted')
+
+
+def test_column_names_are_unique_folder_suffixes_or_given_names():
+  assert evaluate.column_names(['runs/a', 'runs/b']) == ['a', 'b']
+  assert evaluate.column_names(['x/run', 'y/run/', 'z']) == [
+      'x/run', 'y/run', 'z']
+  assert evaluate.column_names(['p/x/run', 'q/x/run', 'r']) == [
+      'p/x/run', 'q/x/run', 'r']
+  assert evaluate.column_names(['w/bicubic'], baseline='bicubic') == [
+      'w/bicubic']
+  assert evaluate.column_names(['x/run', 'y/run'], ['psnr', 'gan']) == [
+      'psnr', 'gan']
+  with pytest.raises(ValueError, match='one --name per --workdir'):
+    evaluate.column_names(['x/run', 'y/run'], ['psnr'])
+  with pytest.raises(ValueError, match='distinct --name'):
+    evaluate.column_names(['x/run', 'y/run'], ['a', 'a'])
+  with pytest.raises(ValueError, match='given twice'):
+    evaluate.column_names(['x/run', 'x/run/'])

@@ -18,8 +18,8 @@ from jaxsr.evaluation import scoring
 
 # uint8 LR -> uint8 SR.
 SRFn = Callable[[np.ndarray], np.ndarray]
-# (hr, {method: sr}, lr) -> grid rows for one image.
-GridFn = Callable[[np.ndarray, dict, np.ndarray], list[list[np.ndarray]]]
+# (name, hr, {method: sr}, lr, {method: scores}) -> grid rows for one image.
+GridFn = Callable[[str, np.ndarray, dict, np.ndarray, dict], list]
 
 
 def dataset_images(dataset: datasets.Dataset, scale: int
@@ -35,24 +35,43 @@ def score_images(images: Iterable[tuple[str, np.ndarray, np.ndarray]],
   """({method: per-image rows}, grid rows) of SR functions on (name, HR, LR)s.
 
   Each row is {'name': name, **scorer(sr, hr)}; grid_fn gives the grid rows
-  of each of the first `grid_images` images.
+  of each of the first `grid_images` images. A ValueError while an image is
+  upscaled or scored is raised again with the image's name.
   """
   rows = {m: [] for m in sr_fns}
   grid = []
   for i, (name, hr, lr) in enumerate(images):
-    srs = {m: fn(lr) for m, fn in sr_fns.items()}
-    for m, sr in srs.items():
-      rows[m].append({'name': name, **scorer(sr, hr)})
+    try:
+      srs = {m: fn(lr) for m, fn in sr_fns.items()}
+      scores = {m: scorer(sr, hr) for m, sr in srs.items()}
+    except ValueError as e:
+      raise ValueError(f'image {name} (HR {hr.shape[0]}x{hr.shape[1]}, LR '
+                       f'{lr.shape[0]}x{lr.shape[1]}): {e}') from e
+    for m, s in scores.items():
+      rows[m].append({'name': name, **s})
     if grid_fn is not None and i < grid_images:
-      grid += grid_fn(hr, srs, lr)
+      grid += grid_fn(name, hr, srs, lr, scores)
   return rows, grid
 
 
-def _whole_and_centre(hr, srs, lr):
-  """Two rows, bicubic | SR | HR: whole images, then 96x96 centre crops."""
+GRID_HEADER = ('bicubic', 'model', 'HR')
+
+
+def score_caption(scores: dict) -> str:
+  """The text under an SR tile: 'PSNR 27.13 dB  SSIM 0.7612' (Y channel)."""
+  return f'PSNR {scores["psnr"]:.2f} dB  SSIM {scores["ssim"]:.4f}'
+
+
+def _whole_and_centre(name, hr, srs, lr, scores):
+  """Two rows, bicubic | SR | HR: the whole images, named, with PSNR/SSIM
+  under each SR; then their 96x96 centre crops."""
   del lr
-  row = [srs['bicubic'], srs['model'], hr]
-  return [row, [report.center_crop(x, 96) for x in row]]
+  tiles = [srs['bicubic'], srs['model'], hr]
+  captions = [score_caption(scores['bicubic']), score_caption(scores['model']),
+              'ground truth']
+  return [report.Row(tiles, name, captions),
+          report.Row([report.center_crop(x, 96) for x in tiles],
+                     f'{name}: centre 96x96')]
 
 
 def evaluate_model(sr_fn: SRFn, dataset: datasets.Dataset, scale: int,
@@ -60,7 +79,8 @@ def evaluate_model(sr_fn: SRFn, dataset: datasets.Dataset, scale: int,
   """Per-image rows (model scores, and bicubic's as bicubic_<key>) and grid rows.
 
   The grid holds, for each of the first eval_config.grid_images images, the
-  whole image and a 96x96 centre crop, bicubic | SR | HR.
+  whole image (named, PSNR/SSIM under each SR) and a 96x96 centre crop,
+  bicubic | SR | HR, as report.Rows.
   """
   def scorer(sr, hr):
     return scoring.score_pair(sr, hr, scale, eval_config.rounded_y)
@@ -79,7 +99,8 @@ def summaries(rows: list[dict], grid: list, prefix: str
   one) of evaluate_model's output, named <prefix>/psnr ... <prefix>/grid."""
   scalars = {f'{prefix}/{k}': float(np.mean([r[k] for r in rows]))
              for k in ('psnr', 'ssim')}
-  images = {f'{prefix}/grid': report.image_grid(grid)[None]} if grid else {}
+  images = ({f'{prefix}/grid': report.annotated_grid(GRID_HEADER, grid)[None]}
+            if grid else {})
   return scalars, images
 
 
@@ -109,6 +130,9 @@ MEAN_KEYS = ('bicubic_psnr', 'psnr', 'bicubic_ssim', 'ssim')
 def final_report(workdir: str, rows: list[dict], grid: list, step: int,
                  stages: Sequence[str] = ()) -> str:
   """Writes results.md/.json and grid.png; returns the Markdown text.
+
+  grid.png has the column labels (bicubic | model | HR) on top, each image's
+  name above its row and PSNR/SSIM under each SR tile.
 
   The table has bicubic, each named stage's model as it was when the stage
   ended (results_<stage>.json, e.g. the PSNR model a GAN stage starts from)
@@ -143,6 +167,6 @@ def final_report(workdir: str, rows: list[dict], grid: list, step: int,
   _write_json(os.path.join(workdir, 'results.json'),
               {'step': step, 'images': rows, 'mean': mean})
   if grid:
-    Image.fromarray(report.image_grid(grid)).save(
+    Image.fromarray(report.annotated_grid(GRID_HEADER, grid)).save(
         os.path.join(workdir, 'grid.png'))
   return text

@@ -1,5 +1,6 @@
 """Result tables (Markdown) and comparison image grids (uint8 PNG arrays)."""
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -117,3 +118,47 @@ def labeled_grid(header: Sequence[str], rows: Sequence[Sequence[np.ndarray]],
   if pad > 0:
     strip = np.pad(strip, ((0, 0), (0, pad), (0, 0)), constant_values=255)
   return np.concatenate([strip[:, :grid.shape[1]], grid], axis=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One row of an annotated grid: its uint8 tiles, a title written above
+  them (e.g. the image name) and a caption under each tile (e.g. scores)."""
+  tiles: Sequence[np.ndarray]
+  title: str = ''
+  captions: Sequence[str] = ()
+
+
+def _tile_widths(tiles: Sequence[np.ndarray], row_height: int) -> list[int]:
+  return [_fit(im if im.ndim == 3 else np.repeat(im[..., None], 3, -1),
+               row_height).shape[1] for im in tiles]
+
+
+def annotated_grid(header: Sequence[str], rows: Sequence, row_height: int = 256,
+                   gap: int = 4) -> np.ndarray:
+  """Column labels, then per row its title, its tiles and their captions.
+
+  rows: `Row`s, or plain sequences of tiles (no title, no captions). Strips
+  of text are 16 pixels high; blocks are separated by `gap` white pixels.
+  """
+  if not rows:
+    raise ValueError('no images to put in the grid')
+  rows = [r if isinstance(r, Row) else Row(tuple(r)) for r in rows]
+  if any(len(r.tiles) != len(header) for r in rows):
+    raise ValueError(f'every row needs {len(header)} images, one per label '
+                     f'{list(header)}')
+  blocks = [_text_strip(header, _tile_widths(rows[0].tiles, row_height), gap)]
+  for r in rows:
+    widths = _tile_widths(r.tiles, row_height)
+    if r.title:
+      blocks.append(_text_strip([r.title], [sum(widths)], 0))
+    blocks.append(image_grid([r.tiles], row_height, gap))
+    if r.captions:
+      blocks.append(_text_strip(r.captions, widths, gap))
+  width = max(b.shape[1] for b in blocks)
+  out = []
+  for b in blocks:
+    out += [np.pad(b, ((0, 0), (0, width - b.shape[1]), (0, 0)),
+                   constant_values=255),
+            np.full((gap, width, 3), 255, np.uint8)]
+  return np.concatenate(out[:-1], axis=0)
