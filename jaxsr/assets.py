@@ -4,31 +4,36 @@
     python -m jaxsr.assets lpips [--dest DIR] [--wheel lpips-0.1.4-....whl]
     python -m jaxsr.assets dists [--dest DIR] [--wheel DISTS_pytorch-0.1-....whl]
 
-`niqe` downloads the basicsr==1.4.2 source package from PyPI with pip,
-extracts only `basicsr/metrics/niqe_pris_params.npz` (bit-identical to
-MATLAB's `modelparameters.mat`), checks its SHA-256 and writes it to DEST
-(default ~/.cache/jaxsr/), where `jaxsr.metrics.niqe` looks by default.
-`lpips` takes the official v0.1 linear weights (alex.pth, vgg.pth,
-squeeze.pth) from the lpips==0.1.4 wheel into DEST/lpips/; `dists` takes
-DISTS' alpha/beta (weights.pt) from the dists-pytorch==0.1 wheel into
-DEST/dists/. Every file's SHA-256 is checked. --sdist / --wheel use an
-already downloaded package instead of pip. The ImageNet backbones (AlexNet,
-VGG16) are not on PyPI: see jaxsr.pretrained.lpips / dists. Standard
-library only, so the metrics can import it cheaply.
+`niqe` downloads the basicsr==1.4.2 source package from pip's configured
+package index as plain bytes (`jaxsr.package_index`: nothing is built, so
+neither torch nor basicsr's build requirements are needed), checks the hash
+the index gives, extracts only `basicsr/metrics/niqe_pris_params.npz`
+(bit-identical to MATLAB's `modelparameters.mat`), checks its SHA-256 and
+writes it to DEST (default ~/.cache/jaxsr/), where `jaxsr.metrics.niqe`
+looks by default. `lpips` takes the official v0.1 linear weights (alex.pth,
+vgg.pth, squeeze.pth) from the lpips==0.1.4 wheel into DEST/lpips/; `dists`
+takes DISTS' alpha/beta (weights.pt) from the dists-pytorch==0.1 wheel into
+DEST/dists/. Every file's SHA-256 is checked. The index is pip's
+(`pip config list`, PIP_INDEX_URL, ...) unless --index-url is given;
+--sdist / --wheel use an already downloaded package instead. The ImageNet
+backbones (AlexNet, VGG16) are not on PyPI: see jaxsr.pretrained.lpips /
+dists. Standard library only, so the metrics can import it cheaply.
 """
 
 import argparse
 import hashlib
 import os
 import pathlib
-import subprocess
 import sys
 import tarfile
 import tempfile
 from typing import Sequence
 import zipfile
 
-NIQE_REQUIREMENT = 'basicsr==1.4.2'
+from jaxsr import package_index
+
+# (project, version, kind) of the PyPI release each asset comes from.
+NIQE_PACKAGE = ('basicsr', '1.4.2', 'sdist')
 NIQE_MEMBER = 'basicsr-1.4.2/basicsr/metrics/niqe_pris_params.npz'
 NIQE_FILENAME = 'niqe_pris_params.npz'
 # SHA-256 of that member (checked against the original MATLAB model).
@@ -36,7 +41,7 @@ NIQE_SHA256 = (
     '2a7c182a68c9e7f1b2e2e5ec723279d6f65d912b6fcaf37eb2bf03d7367c4296'
 )
 # Wheels with the official LPIPS / DISTS weights: {file: (member, SHA-256)}.
-LPIPS_REQUIREMENT = 'lpips==0.1.4'
+LPIPS_PACKAGE = ('lpips', '0.1.4', 'wheel')
 LPIPS_FILES = {
     f'{net}.pth': (f'lpips/weights/v0.1/{net}.pth', sha)
     for net, sha in (
@@ -45,7 +50,7 @@ LPIPS_FILES = {
         ('squeeze', '4a5350f23600cb79923ce65bb07cbf57dca461329894153e05a1346bd531cf76'),
     )
 }
-DISTS_REQUIREMENT = 'dists-pytorch==0.1'
+DISTS_PACKAGE = ('dists-pytorch', '0.1', 'wheel')
 DISTS_FILES = {'weights.pt': (
     'DISTS_pytorch/weights.pt',
     'f5e65c96230b7f6ca995691647d482237e4cab8a50c5c4a5784f219ef0748218')}
@@ -97,20 +102,24 @@ def extract_member(
   return _write_atomically(data, dest)
 
 
-def download_sdist(
-    requirement: str, folder: str | os.PathLike
-) -> pathlib.Path:
-  """Downloads the source package of a pinned requirement into folder with pip.
+def download_package(package: tuple[str, str, str],
+                     folder: str | os.PathLike,
+                     index_url: str | None = None) -> pathlib.Path:
+  """Downloads (project, version, kind) from pip's index (or index_url).
 
-  --no-build-isolation: otherwise pip would install basicsr's build
-  requirements (torch) just to read its metadata, and fail without them; the
-  metadata step then only needs setuptools in this environment.
+  The bytes only: nothing is built or installed. A failure names every
+  source tried and how to fetch the file by hand.
   """
-  return _pip_download(
-      ['--no-binary', ':all:', '--no-build-isolation', requirement], folder,
-      '*.tar.gz', 'tarballs',
-      f'Download {requirement.replace("==", "-")}.tar.gz from '
-      'https://pypi.org/project/basicsr/1.4.2/#files and pass --sdist.')
+  project, version, kind = package
+  settings = package_index.pip_settings(index_url)
+  try:
+    return package_index.download(project, version, kind, folder, settings)
+  except FileNotFoundError as e:
+    option = '--sdist' if kind == 'sdist' else '--wheel'
+    raise FileNotFoundError(
+        f'{e}. Download the {kind} by hand from '
+        f'https://pypi.org/project/{project}/{version}/#files and pass '
+        f'{option} PATH, or pass --index-url.') from None
 
 
 def _check_size(archive: pathlib.Path, member: str, size: int) -> None:
@@ -129,22 +138,6 @@ def _check_sha256(archive: pathlib.Path, member: str, data: bytes,
     raise ValueError(
         f'{archive}: {member} has SHA-256 {_sha256(data)}, expected {sha256}'
     )
-
-
-def _pip_download(args: list[str], folder: str | os.PathLike, pattern: str,
-                  kind: str, hint: str) -> pathlib.Path:
-  """`pip download --no-deps ARGS -d folder`; the one file matching pattern."""
-  folder = pathlib.Path(folder)
-  command = [sys.executable, '-m', 'pip', 'download', '--no-deps', *args,
-             '-d', str(folder)]
-  result = subprocess.run(command, capture_output=True, text=True, check=False)
-  found = sorted(folder.glob(pattern))
-  if result.returncode != 0 or len(found) != 1:
-    raise RuntimeError(
-        f'`{" ".join(command)}` failed (exit {result.returncode}, '
-        f'{len(found)} {kind}):\n{result.stderr[-2000:]}\n{hint}'
-    )
-  return found[0]
 
 
 def _write_atomically(data: bytes, dest: pathlib.Path) -> pathlib.Path:
@@ -180,21 +173,14 @@ def extract_wheel_member(
   return _write_atomically(data, dest)
 
 
-def download_wheel(requirement: str, folder: str | os.PathLike
-                   ) -> pathlib.Path:
-  """Downloads the wheel of a pinned requirement into folder with pip."""
-  return _pip_download(
-      ['--only-binary', ':all:', requirement], folder, '*.whl', 'wheels',
-      f'Download the {requirement} wheel from PyPI and pass --wheel.')
-
-
 def fetch_from_wheel(
-    requirement: str,
+    package: tuple[str, str, str],
     files: dict[str, tuple[str, str]],
     dest_dir: str | os.PathLike,
     wheel: str | os.PathLike | None = None,
+    index_url: str | None = None,
 ) -> list[pathlib.Path]:
-  """Extracts {name: (member, sha256)} of a wheel into dest_dir."""
+  """Extracts {name: (member, sha256)} of a wheel (downloaded unless given)."""
   dest_dir = pathlib.Path(dest_dir)
 
   def extract(path):
@@ -204,66 +190,85 @@ def fetch_from_wheel(
   if wheel is not None:
     return extract(wheel)
   with tempfile.TemporaryDirectory(prefix='jaxsr-assets-') as tmp:
-    return extract(download_wheel(requirement, tmp))
+    return extract(download_package(package, tmp, index_url))
 
 
 def fetch_niqe_params(
     dest_dir: str | os.PathLike | None = None,
     sdist: str | os.PathLike | None = None,
     sha256: str | None = NIQE_SHA256,
+    index_url: str | None = None,
 ) -> pathlib.Path:
   """Writes niqe_pris_params.npz into dest_dir (default ~/.cache/jaxsr).
 
-  Uses the tarball `sdist` if given, else downloads basicsr==1.4.2 with pip
-  into a temporary folder. Returns the written path.
+  Uses the tarball `sdist` if given, else downloads basicsr-1.4.2.tar.gz
+  from pip's index (or index_url) into a temporary folder. Returns the
+  written path.
   """
   dest = pathlib.Path(dest_dir or default_cache_dir()) / NIQE_FILENAME
   if sdist is not None:
     return extract_member(sdist, NIQE_MEMBER, dest, sha256)
   with tempfile.TemporaryDirectory(prefix='jaxsr-assets-') as tmp:
-    tarball = download_sdist(NIQE_REQUIREMENT, tmp)
+    tarball = download_package(NIQE_PACKAGE, tmp, index_url)
     return extract_member(tarball, NIQE_MEMBER, dest, sha256)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-  """Command line: `niqe [--dest DIR] [--sdist PATH]`; prints the file path."""
+def _parser() -> argparse.ArgumentParser:
+  """`niqe`, `lpips` and `dists`, each with --dest, --index-url and a local
+  package option (--sdist / --wheel)."""
   # argparse rather than absl flags: importing this module (as the metrics
   # do) must not register global flags.
   parser = argparse.ArgumentParser(
-      prog='python -m jaxsr.assets', description=__doc__.splitlines()[0]
-  )
+      prog='python -m jaxsr.assets', description=__doc__.splitlines()[0])
   sub = parser.add_subparsers(dest='asset', required=True)
-  niqe = sub.add_parser('niqe', help='the NIQE pristine model (basicsr 1.4.2)')
-  niqe.add_argument(
-      '--dest', default=None,
-      help=f'output folder (default {default_cache_dir()})',
-  )
-  niqe.add_argument(
-      '--sdist', default=None,
-      help='a downloaded basicsr-1.4.2.tar.gz to use instead of pip',
-  )
-  wheels = {'lpips': (LPIPS_REQUIREMENT, LPIPS_FILES),
-            'dists': (DISTS_REQUIREMENT, DISTS_FILES)}
-  for name, (requirement, _) in wheels.items():
-    command = sub.add_parser(name, help=f'official weights from {requirement}')
+  commands = {
+      'niqe': ('the NIQE pristine model', NIQE_PACKAGE, '--sdist'),
+      'lpips': ('official LPIPS v0.1 linear weights', LPIPS_PACKAGE,
+                '--wheel'),
+      'dists': ("DISTS' alpha/beta weights", DISTS_PACKAGE, '--wheel'),
+  }
+  for name, (what, (project, version, kind), option) in commands.items():
+    command = sub.add_parser(name, help=f'{what} from {project}=={version}')
     command.add_argument('--dest', default=None,
                          help=f'output folder (default {default_cache_dir()})')
-    command.add_argument('--wheel', default=None,
-                         help=f'a downloaded {requirement} wheel')
-  args = parser.parse_args(argv)
-  if args.asset in wheels:
-    requirement, files = wheels[args.asset]
-    dest = pathlib.Path(args.dest or default_cache_dir()) / args.asset
-    for path in fetch_from_wheel(requirement, files, dest, args.wheel):
-      print(f'wrote {path}')
-    return 0
-  path = fetch_niqe_params(args.dest, args.sdist)
-  # This command's output: where the file went.
-  print(f'wrote {path}')
-  if path.resolve() != default_niqe_params_path().resolve():
+    command.add_argument(
+        option, default=None, dest='package',
+        help=f'a downloaded {project} {version} {kind} to use instead')
+    command.add_argument(
+        '--index-url', default=None,
+        help="package index (simple API) to use instead of pip's configured "
+        'one (`pip config list`, PIP_INDEX_URL; default PyPI)')
+  return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Command line (see the module docstring); prints the written paths.
+
+  A failure is one line on stderr and exit status 1.
+  """
+  args = _parser().parse_args(argv)
+  try:
+    if args.asset == 'niqe':
+      paths = [fetch_niqe_params(args.dest, args.package,
+                                 index_url=args.index_url)]
+    else:
+      package, files = {'lpips': (LPIPS_PACKAGE, LPIPS_FILES),
+                        'dists': (DISTS_PACKAGE, DISTS_FILES)}[args.asset]
+      dest = pathlib.Path(args.dest or default_cache_dir()) / args.asset
+      paths = fetch_from_wheel(package, files, dest, args.package,
+                               args.index_url)
+  except (OSError, ValueError, tarfile.TarError, zipfile.BadZipFile) as e:
+    print(f'python -m jaxsr.assets {args.asset}: {e}', file=sys.stderr)
+    return 1
+  # This command's output: where the files went.
+  for path in paths:
+    print(f'wrote {path}')
+  if args.asset == 'niqe' and (
+      paths[0].resolve() != default_niqe_params_path().resolve()):
     print(
         'jaxsr.metrics.niqe looks in ~/.cache/jaxsr by default; set '
-        f'JAXSR_NIQE_PARAMS={path} or pass the path to load_pristine_params'
+        f'JAXSR_NIQE_PARAMS={paths[0]} or pass the path to '
+        'load_pristine_params'
     )
   return 0
 

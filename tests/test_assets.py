@@ -1,16 +1,18 @@
-"""Tests of the asset fetcher on small tarballs built here (no network)."""
+"""Tests of the asset fetcher on small packages built here, served by a package
+index on localhost (no network)."""
 
 import hashlib
 import importlib
 import io as pyio
+import os
 import pathlib
-import subprocess
 import tarfile
 
 import numpy as np
 import pytest
 
 from jaxsr import assets
+from tests import local_index
 
 # jaxsr.metrics.niqe is the function (re-exported); this is its module.
 niqe_lib = importlib.import_module('jaxsr.metrics.niqe')
@@ -64,39 +66,6 @@ def test_extract_member_refuses_bad_members(tmp_path):
   with pytest.raises(ValueError, match='SHA-256'):
     assets.extract_member(tarball, assets.NIQE_MEMBER, dest, sha256='0' * 64)
   assert not dest.exists()
-
-
-def test_fetch_uses_pip_download_then_extracts(tmp_path, monkeypatch):
-  calls = []
-
-  def fake_download(requirement, folder):
-    calls.append(requirement)
-    return _make_tarball(pathlib.Path(folder) / 'basicsr-1.4.2.tar.gz', b'm')
-
-  monkeypatch.setattr(assets, 'download_sdist', fake_download)
-  path = assets.fetch_niqe_params(tmp_path / 'cache', sha256=_sha(b'm'))
-  assert calls == ['basicsr==1.4.2']
-  assert path == tmp_path / 'cache' / 'niqe_pris_params.npz'
-  assert path.read_bytes() == b'm'
-
-
-def test_download_sdist_command_and_failure_message(tmp_path, monkeypatch):
-  seen = {}
-
-  def fake_run(command, **kwargs):
-    seen['command'] = command
-    return subprocess.CompletedProcess(command, 1, '', 'no network')
-
-  monkeypatch.setattr(assets.subprocess, 'run', fake_run)
-  with pytest.raises(RuntimeError, match='--sdist') as e:
-    assets.download_sdist('basicsr==1.4.2', tmp_path)
-  assert 'no network' in str(e.value)
-  command = seen['command']
-  assert command[1:4] == ['-m', 'pip', 'download']
-  for flag in ('--no-deps', '--no-build-isolation', 'basicsr==1.4.2'):
-    assert flag in command
-  assert command[command.index('--no-binary') + 1] == ':all:'
-  assert command[command.index('-d') + 1] == str(tmp_path)
 
 
 def test_default_path_is_under_the_home_cache(tmp_path, monkeypatch):
@@ -157,12 +126,126 @@ def test_lpips_and_dists_weights_from_wheels(shared_data, tmp_path):
   assert alpha.shape == beta.shape == (1475,)
 
 
-def test_wheel_member_with_wrong_hash_is_refused(tmp_path):
+def test_wheel_member_with_wrong_hash_is_refused(tmp_path, capsys):
   wheel = _make_wheel(tmp_path / 'x.whl',
                       {'DISTS_pytorch/weights.pt': b'not the weights'})
-  with pytest.raises(ValueError, match='SHA-256'):
-    assets.main(['dists', '--dest', str(tmp_path / 'c'), '--wheel',
-                 str(wheel)])
+  assert assets.main(['dists', '--dest', str(tmp_path / 'c'), '--wheel',
+                      str(wheel)]) == 1
   assert not (tmp_path / 'c' / 'dists' / 'weights.pt').exists()
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('python -m jaxsr.assets dists: ') and 'SHA-256' in err
+  assert len(err.splitlines()) == 1
   with pytest.raises(ValueError, match='no member'):
     assets.extract_wheel_member(wheel, 'nope.pt', tmp_path / 'y')
+
+
+# NIQE on a fresh install (issue 16): the sdist's bytes from pip's index,
+# never built. basicsr's real setup.py needs torch to produce metadata; the
+# tarballs here have a setup.py that cannot produce any, so building one
+# (what `pip download` of an sdist does) fails too.
+
+
+def _serve_basicsr(index, tarball_bytes, sha=None, page='json'):
+  """basicsr's project page (with a decoy version) and its tarball."""
+  url = '/files/basicsr-1.4.2.tar.gz'
+  index.add(url, tarball_bytes, 'application/octet-stream')
+  sha = sha or local_index.sha256(tarball_bytes)
+  if page == 'json':
+    body = local_index.json_page('basicsr', {
+        'basicsr-1.4.1.tar.gz': ('../../files/basicsr-1.4.1.tar.gz', {}),
+        'basicsr-1.4.2.tar.gz': ('../../files/basicsr-1.4.2.tar.gz',
+                                 {'sha256': sha})})
+    index.add('/simple/basicsr/', body, local_index.JSON)
+  else:
+    body = local_index.html_page([
+        '../../files/basicsr-1.4.1.tar.gz',
+        f'../../files/basicsr-1.4.2.tar.gz#sha256={sha}'])
+    index.add('/simple/basicsr/', body, local_index.HTML)
+
+
+def _npz_tarball(shared_data, tmp_path):
+  npz = (shared_data / 'niqe' / 'niqe_pris_params.npz').read_bytes()
+  tarball = _make_tarball(tmp_path / 'built.tar.gz', npz)
+  return npz, tarball.read_bytes()
+
+
+def test_niqe_from_pips_index_without_building(shared_data, tmp_path,
+                                               monkeypatch, capsys):
+  """`python -m jaxsr.assets niqe` with PIP_INDEX_URL at a local index (PEP
+  691 JSON): the file is extracted, loadable, and nothing else was asked."""
+  npz, tarball = _npz_tarball(shared_data, tmp_path)
+  with local_index.LocalIndex() as index:
+    _serve_basicsr(index, tarball)
+    local_index.isolate_pip(monkeypatch, tmp_path,
+                            PIP_INDEX_URL=index.url + '/simple/')
+    dest = tmp_path / 'assets'
+    assert assets.main(['niqe', '--dest', str(dest)]) == 0, (
+        capsys.readouterr().err)
+  path = dest / 'niqe_pris_params.npz'
+  assert path.read_bytes() == npz
+  assert niqe_lib.load_pristine_params(path)['mu_pris_param'].shape == (1, 36)
+  paths = [p for p, _, _ in index.requests]
+  assert paths == ['/simple/basicsr/', '/files/basicsr-1.4.2.tar.gz']
+  assert index.requests[0][1].startswith(local_index.JSON)
+  assert sorted(os.listdir(dest)) == ['niqe_pris_params.npz']
+
+
+def test_niqe_from_a_pip_conf_html_index_after_a_404(shared_data, tmp_path,
+                                                     monkeypatch):
+  """index-url and extra-index-url from a pip.conf file: the first index
+  lacks basicsr (404), the second serves PEP 503 HTML."""
+  npz, tarball = _npz_tarball(shared_data, tmp_path)
+  with local_index.LocalIndex() as index:
+    _serve_basicsr(index, tarball, page='html')
+    conf = tmp_path / 'pip.conf'
+    conf.write_text(f'[global]\nindex-url = {index.url}/empty/\n'
+                    f'extra-index-url = {index.url}/simple/\n')
+    local_index.isolate_pip(monkeypatch, tmp_path, PIP_CONFIG_FILE=str(conf),
+                            XDG_CONFIG_HOME=str(tmp_path / 'xdg'))
+    path = assets.fetch_niqe_params(tmp_path / 'assets')
+  assert path.read_bytes() == npz
+  assert [p for p, _, _ in index.requests] == [
+      '/empty/basicsr/', '/simple/basicsr/', '/files/basicsr-1.4.2.tar.gz']
+
+
+def test_index_hash_mismatch_is_refused(shared_data, tmp_path, monkeypatch,
+                                        capsys):
+  _, tarball = _npz_tarball(shared_data, tmp_path)
+  with local_index.LocalIndex() as index:
+    _serve_basicsr(index, tarball, sha='0' * 64)
+    local_index.isolate_pip(monkeypatch, tmp_path)
+    dest = tmp_path / 'assets'
+    assert assets.main(['niqe', '--dest', str(dest), '--index-url',
+                        index.url + '/simple']) == 1
+  err = capsys.readouterr().err
+  assert 'basicsr-1.4.2.tar.gz from http://127.0.0.1:' in err
+  assert f'sha256 {local_index.sha256(tarball)}, the index says {"0" * 64}' in (
+      err)
+  assert not dest.exists()
+
+
+def test_lpips_wheel_from_an_index_url(shared_data, tmp_path, monkeypatch):
+  """--index-url overrides pip's index; the pure wheel of the pinned version
+  is picked among other versions and an sdist."""
+  wheel = _make_wheel(tmp_path / 'w.whl', {
+      member: (shared_data / 'lpips' / name).read_bytes()
+      for name, (member, _) in assets.LPIPS_FILES.items()}).read_bytes()
+  with local_index.LocalIndex() as index:
+    files = {}
+    for name, body in (('lpips-0.1.3-py3-none-any.whl', b'old'),
+                       ('lpips-0.1.4.tar.gz', b'sdist'),
+                       ('lpips-0.1.4-py3-none-any.whl', wheel)):
+      index.add(f'/f/{name}', body, 'application/octet-stream')
+      files[name] = (f'{index.url}/f/{name}',
+                     {'sha256': local_index.sha256(body)})
+    index.add('/simple/lpips/', local_index.json_page('lpips', files),
+              local_index.JSON)
+    local_index.isolate_pip(monkeypatch, tmp_path,
+                            PIP_INDEX_URL='http://127.0.0.1:9/unused/')
+    assert assets.main(['lpips', '--dest', str(tmp_path / 'c'),
+                        '--index-url', index.url + '/simple/']) == 0
+  for name in ('alex', 'vgg', 'squeeze'):
+    assert (tmp_path / 'c' / 'lpips' / f'{name}.pth').read_bytes() == (
+        shared_data / 'lpips' / f'{name}.pth').read_bytes()
+  assert [p for p, _, _ in index.requests][-1] == (
+      '/f/lpips-0.1.4-py3-none-any.whl')

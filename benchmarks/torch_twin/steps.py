@@ -164,9 +164,13 @@ class GANTwin:
       sr = self.g(lr)
     _trainable(self.d, True)
     real, fake = self.d(hr), self.d(sr)
-    if ragan:  # BasicSR: each half sees the other's mean detached.
-      d_loss = 0.5 * (_bce(real - fake.mean().detach(), 1.)
-                      + _bce(fake - real.mean().detach(), 0.))
+    if ragan:
+      # config.loss.ragan_detach_means: the current BasicSR detaches the
+      # other half's mean; the old one (ESRGAN's, LSRGAN's) does not.
+      real_mean, fake_mean = real.mean(), fake.mean()
+      if loss.get('ragan_detach_means', True):
+        real_mean, fake_mean = real_mean.detach(), fake_mean.detach()
+      d_loss = 0.5 * (_bce(real - fake_mean, 1.) + _bce(fake - real_mean, 0.))
     else:
       d_loss = _bce(real, 1.) + _bce(fake, 0.)
     _update(self.d_opt, d_loss)

@@ -50,19 +50,22 @@ def ragan_d_loss(
     real_logits: jax.Array,
     fake_logits: jax.Array,
     *,
-    stop_mean_gradient: bool = True,
+    stop_mean_gradient: bool = False,
 ) -> jax.Array:
   """D's RaGAN loss (BCE(C_r - mean C_f, 1) + BCE(C_f - mean C_r, 0)) / 2.
 
   Args:
     real_logits: C(x_r), D's logits on HR images, any shape.
     fake_logits: C(x_f), D's logits on stop_gradient(SR), any shape.
-    stop_mean_gradient: True reproduces BasicSR, whose D step runs the real
-      and the fake halves as two backward passes, each with the other
-      branch's logits detached: D's gradient then flows through C_r only in
-      the first term and through C_f only in the second, never through the
-      means. False is the original RaGAN (both terms differentiated through
-      the means as well).
+    stop_mean_gradient: False (default) differentiates both terms through
+      the means as well: the original RaGAN and the old BasicSR code that
+      ESRGAN and LSRGAN were released with (`codes/models/SRRaGAN_model.py`:
+      one `l_d_total.backward()` of both halves, nothing detached but G's
+      output). True reproduces the current BasicSR (`esrgan_model.py`),
+      whose D step runs the real and the fake halves as two backward passes,
+      each with the other branch's logits detached: D's gradient then flows
+      through C_r only in the first term and through C_f only in the second,
+      never through the means. The value is the same either way.
 
   Returns:
     A float32 scalar, minimized by D.
@@ -239,14 +242,22 @@ def gan_type(kind: str | GanType) -> GanType:
 
 
 def d_loss(
-    kind: str | GanType, real_logits: jax.Array, fake_logits: jax.Array
+    kind: str | GanType,
+    real_logits: jax.Array,
+    fake_logits: jax.Array,
+    *,
+    ragan_detach_means: bool = False,
 ) -> jax.Array:
-  """The discriminator's loss of the given family (see the functions above)."""
+  """The discriminator's loss of the given family (see the functions above).
+
+  ragan_detach_means is `ragan_d_loss`'s stop_mean_gradient ('ragan' only).
+  """
   kind = gan_type(kind)
   if kind is GanType.VANILLA:
     return gan_d_loss(real_logits, fake_logits)
   if kind is GanType.RAGAN:
-    return ragan_d_loss(real_logits, fake_logits)
+    return ragan_d_loss(real_logits, fake_logits,
+                        stop_mean_gradient=ragan_detach_means)
   if kind is GanType.HINGE:
     return hinge_d_loss(real_logits, fake_logits)
   return wgan_d_loss(real_logits, fake_logits)

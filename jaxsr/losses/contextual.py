@@ -1,7 +1,11 @@
 """Cosine contextual loss CX (LSRGAN eq. 11) on NHWC features -> scalar.
 
 Follows the official TF code `roimehrez/contextualLoss` (`CX/CSFlow.py`,
-`CX_helper.py`), which CESRGAN/CLSRGAN use on VGG19 conv3_4. With x_i the
+`CX_helper.py`), which CESRGAN/CLSRGAN use on VGG19 "conv3_4". In that code
+(`vgg_model.py` build_net) every `convB_K` is the ReLU output, so the
+configs read our `relu3_4` (BasicSR's `conv3_4` is pre-ReLU); the PyTorch
+port's default layer is also relu3_4. (Its VGG pools by averaging; ours,
+torchvision's, by max, as every other loss network here.) With x_i the
 generated points (source, I in CSFlow) and y_j the target points (T):
 
   r     = mean of the y_j over (N, H, W)         CSFlow.center_by_T

@@ -3,16 +3,19 @@
 G loss (eqs. 1, 10, 12, 13):
   percep_w * P(G(z), y) + λ L_G^Ra + η |y − G(z)|₁ + sign·μ |L(y) − L(G(z))|₁
 with P the VGG19 conv5_4 L1 loss (ESRGAN, LSRGAN) or the cosine contextual loss
-on conv3_4 (CESRGAN, CLSRGAN), the μ term only when the encoder L is enabled
-(LSRGAN, CLSRGAN; sign −1 as the paper writes it). L minimizes eq. 9. One
-jitted step updates D, then G, then L (§4.1: "we alternately update the D, G,
-and L"), then the EMA of G.
+on relu3_4 (CESRGAN, CLSRGAN: the CX code's conv3_4 is post-ReLU), the μ term
+only when the encoder L is enabled (LSRGAN, CLSRGAN; sign −1 as the paper
+writes it). D's RaGAN loss follows `config.loss.ragan_detach_means`. L
+minimizes eq. 9. One jitted step updates D, then G, then L (§4.1: "we
+alternately update the D, G, and L"), then the EMA of G.
 
 Stages: 'gan', preceded by a 'psnr' L1 warm-up of G and L (`psnr.stage`)
 for runs without `init_from` (`config.psnr_warmup_steps`); the 'gan' stage's
 enter restarts the EMA from the G it starts with. G's and L's Adam moments
 carry over from the warm-up; every learning-rate schedule of the 'gan' stage
-counts its own steps, as the paper's separate stage-2 run does.
+counts its own steps, as the paper's separate stage-2 run does. Training
+refuses a 'gan' stage that would start from a random G (no init_from, no
+warm-up) unless `config.allow_random_g` (`base.pretrained_g_check`).
 
 `config.disc.norm='spectral'` gives paper 002's ESRGAN* baseline (D with
 spectral normalization); its power-iteration vectors travel in
@@ -44,7 +47,8 @@ from jaxsr.pretrained import vgg as vgg_import
 PERCEPTUAL_KINDS = ('vgg', 'contextual')
 LOSS_KEYS = {'perceptual', 'perceptual_weight', 'vgg_layer_weights',
              'cx_layer', 'cx_band_width', 'cx_max_samples', 'gan_type',
-             'adv_weight', 'pixel_weight', 'latent_weight', 'latent_sign'}
+             'ragan_detach_means', 'adv_weight', 'pixel_weight',
+             'latent_weight', 'latent_sign'}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +56,7 @@ class GanLoss:
   """G's objective (eqs. 1, 10, 12, 13) and D's adversarial loss, as the
   jitted step reads them (static, hashable)."""
   gan_type: adversarial.GanType
+  ragan_detach_means: bool  # adversarial.ragan_d_loss's stop_mean_gradient.
   perceptual: str  # 'vgg' (eqs. 1, 10) or 'contextual' (eqs. 12, 13).
   perceptual_weight: float
   vgg_layer_weights: tuple[tuple[str, float], ...]
@@ -72,6 +77,10 @@ class GanLoss:
                        f'expected one of {PERCEPTUAL_KINDS}')
     return cls(
         gan_type=adversarial.gan_type(loss_config.gan_type),
+        # A config.json written before this key existed trained with the
+        # means detached.
+        ragan_detach_means=bool(
+            loss_config.get('ragan_detach_means', True)),
         perceptual=loss_config.perceptual,
         perceptual_weight=float(loss_config.perceptual_weight),
         vgg_layer_weights=tuple(
@@ -83,6 +92,11 @@ class GanLoss:
         pixel_weight=float(loss_config.pixel_weight),
         latent_weight=float(loss_config.latent_weight),
         latent_sign=float(loss_config.latent_sign))
+
+  def d_term(self, real_logits, fake_logits):
+    """D's adversarial loss on its logits for HR and stop_gradient(SR)."""
+    return adversarial.d_loss(self.gan_type, real_logits, fake_logits,
+                              ragan_detach_means=self.ragan_detach_means)
 
   @property
   def feature_layers(self) -> tuple[str, ...]:
@@ -161,6 +175,23 @@ def _apply_d(d, params, state, x):
                   {name: updates[name] for name in norm})
 
 
+def encoder_update(l, l_tx, l_params, l_opt_state, sr, hr):
+  """L's step on eq. 9, mean|L(y) − L(G(z))|, with G(z) = sr as data.
+
+  sr and hr: (N, H, W, 3); returns (l_params, l_opt_state, the loss before
+  the update). No gradient reaches G through sr.
+  """
+  sr = jax.lax.stop_gradient(sr)
+
+  def loss_fn(p):
+    return lsr.encoder_loss(l.apply({'params': p}, sr),
+                            l.apply({'params': p}, hr))
+
+  loss, grads = jax.value_and_grad(loss_fn)(l_params)
+  updates, l_opt_state = l_tx.update(grads, l_opt_state, l_params)
+  return optax.apply_updates(l_params, updates), l_opt_state, loss
+
+
 def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
               l_tx, loss: GanLoss, ema_decay: float):
   lr_img, hr = batch['lr'], batch['hr']
@@ -173,7 +204,7 @@ def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
     real, stats = _apply_d(d, d_params, (state.d_batch_stats, state.d_norm),
                            hr)
     fake, stats = _apply_d(d, d_params, stats, sr)
-    return (adversarial.d_loss(loss.gan_type, real, fake),
+    return (loss.d_term(real, fake),
             (stats, real, fake))
 
   (d_loss, (d_stats, real, fake)), d_grads = jax.value_and_grad(
@@ -219,16 +250,8 @@ def _gan_step(state, batch, rng, constants, *, g, d, l, feat, g_tx, d_tx,
   # 3. L minimizes eq. 9 on the G(z) of this step.
   l_params, l_opt_state, l_loss = state.l_params, state.l_opt_state, 0.
   if l is not None:
-    out = jax.lax.stop_gradient(out)
-
-    def l_loss_fn(p):
-      return lsr.encoder_loss(l.apply({'params': p}, out),
-                              l.apply({'params': p}, hr))
-
-    l_loss, l_grads = jax.value_and_grad(l_loss_fn)(state.l_params)
-    l_updates, l_opt_state = l_tx.update(l_grads, state.l_opt_state,
-                                         state.l_params)
-    l_params = optax.apply_updates(state.l_params, l_updates)
+    l_params, l_opt_state, l_loss = encoder_update(
+        l, l_tx, state.l_params, state.l_opt_state, out, hr)
 
   ema = jax.tree.map(lambda e, p: ema_decay * e + (1. - ema_decay) * p,
                      state.ema_params, g_params)
@@ -293,4 +316,6 @@ def build(config) -> base.Method:
       init_fields=('g_params', 'l_params'),
       constants=functools.partial(vgg_import.feature_params, feat,
                                   config.perceptual.weights),
+      check_start=base.pretrained_g_check(config, warmup, total - warmup,
+                                          'experiments/rrdb_psnr.py'),
       **base.patch_data(config))

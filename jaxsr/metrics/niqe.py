@@ -300,9 +300,11 @@ def load_pristine_params(
         f'no NIQE pristine parameters at {path}. Fetch the original MATLAB '
         'model (basicsr/metrics/niqe_pris_params.npz inside the '
         'basicsr==1.4.2 source package on PyPI) with `python -m jaxsr.assets '
-        'niqe`, or by hand: `pip download --no-deps --no-binary :all: '
-        '--no-build-isolation basicsr==1.4.2` and extract '
-        f'{assets.NIQE_MEMBER}; then pass its path or set ${PARAMS_ENV}.'
+        'niqe` (from pip\'s package index; nothing is built), or download '
+        'basicsr-1.4.2.tar.gz from https://pypi.org/project/basicsr/1.4.2/'
+        '#files and run `python -m jaxsr.assets niqe --sdist PATH`, or '
+        f'extract {assets.NIQE_MEMBER} yourself and pass its path or set '
+        f'${PARAMS_ENV}.'
     )
   return _load_npz(str(path.resolve()))
 

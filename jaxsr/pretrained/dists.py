@@ -29,8 +29,9 @@ from jaxsr.pretrained import vgg as vgg_import
 from jaxsr.pretrained import weights as weight_files
 
 WHERE_TO_GET = (
-    "DISTS' weights.pt (in the dists-pytorch==0.1 wheel on PyPI, installed "
-    'as <sys.prefix>/weights.pt; or DISTS_pytorch/weights.pt in '
+    "DISTS' weights.pt (`python -m jaxsr.assets dists` writes it to "
+    '~/.cache/jaxsr/dists/ from the dists-pytorch==0.1 wheel on PyPI, '
+    'installed as <sys.prefix>/weights.pt; or DISTS_pytorch/weights.pt in '
     'https://github.com/dingkeyan93/DISTS), or a whole-module DISTS state '
     "dict such as IQA-PyTorch's DISTS_weights-f5e65c96.pth"
 )

@@ -39,8 +39,8 @@ Params = dict[str, Any]
 WHERE_TO_GET = {
     'lin': (
         'the official LPIPS v0.1 linear weights lpips/weights/v0.1/{net}.pth '
-        'from the lpips==0.1.4 wheel on PyPI (pip download lpips==0.1.4 '
-        '--no-deps, then unzip it)'
+        'from the lpips==0.1.4 wheel on PyPI: `python -m jaxsr.assets '
+        'lpips` writes them to ~/.cache/jaxsr/lpips/'
     ),
     'alex': (
         "torchvision's alexnet-owt-4df8aa71.pth (download on a machine with "

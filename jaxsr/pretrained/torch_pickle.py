@@ -4,9 +4,10 @@
   * zip (torch >= 1.6): `<archive>/data.pkl`, a protocol-2 pickle whose
     tensors refer to storages by persistent id ('storage', storage type,
     key, location, numel); each storage is the raw record
-    `<archive>/data/<key>`, in the byte order of `<archive>/byteorder`
-    (little when absent). `<archive>` is 'archive' for buffers and the file's
-    stem for paths.
+    `<archive>/data/<key>` of numel x itemsize bytes (its size in the zip
+    directory is checked before it is read), in the byte order of
+    `<archive>/byteorder` (little when absent). `<archive>` is 'archive'
+    for buffers and the file's stem for paths.
   * legacy (torch < 1.6, e.g. LPIPS' and DISTS' weights, ESRGAN's models):
     consecutive pickles of the magic number 0x1950a86a20f9469cfc6c, the
     protocol version, a sys_info dict (byte order), the object (persistent ids
@@ -237,6 +238,32 @@ def _finish(obj: Any) -> Any:
   return obj
 
 
+def _read_record(
+    zf: zipfile.ZipFile, record: str, nbytes: int, path: str
+) -> bytes:
+  """The nbytes of a storage record, its zip-declared size checked first.
+
+  torch.save writes each storage as a record of exactly numel x itemsize
+  bytes. The size in the zip directory is compared before anything is
+  decompressed, so a record that is (or inflates to) far more than its
+  tensors declare is refused without being read; at most nbytes are read.
+  """
+  declared = zf.getinfo(record).file_size
+  if declared != nbytes:
+    raise ValueError(
+        f'{path}: storage record {record} is {declared} bytes, its tensors '
+        f'declare a storage of {nbytes} bytes'
+    )
+  with zf.open(record) as f:
+    raw = f.read(nbytes)
+  if len(raw) != nbytes:
+    raise ValueError(
+        f'{path}: storage record {record} ended after {len(raw)} of its '
+        f'{nbytes} bytes'
+    )
+  return raw
+
+
 def _read_zip(path: str) -> Any:
   with zipfile.ZipFile(path) as zf:
     pkls = [n for n in zf.namelist() if n.endswith('/data.pkl')]
@@ -263,12 +290,7 @@ def _read_zip(path: str) -> Any:
         dtype = storage_type.dtype
         if order == 'big':
           dtype = dtype.newbyteorder('>')
-        raw = zf.read(record)
-        if len(raw) < numel * dtype.itemsize:
-          raise ValueError(
-              f'{path}: {record} has {len(raw)} bytes, expected '
-              f'{numel} x {dtype.itemsize}'
-          )
+        raw = _read_record(zf, record, numel * dtype.itemsize, path)
         storage = _Storage(storage_type, numel)
         storage.data = np.frombuffer(raw, dtype, count=numel)
         storages[key] = storage

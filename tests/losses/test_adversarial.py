@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import pytest
 
@@ -112,7 +113,8 @@ def test_ragan_d_gradient_matches_basicsr_split_halves():
     l_fake = adv.bce_with_logits(f - jnp.mean(sg(r)), 0.0) * 0.5
     return l_real + l_fake
 
-  ours = jax.grad(adv.ragan_d_loss, argnums=(0, 1))(real, fake)
+  detached = functools.partial(adv.ragan_d_loss, stop_mean_gradient=True)
+  ours = jax.grad(detached, argnums=(0, 1))(real, fake)
   want = jax.grad(basicsr, argnums=(0, 1))(real, fake)
   for a, b in zip(ours, want):
     np.testing.assert_allclose(a, b, rtol=1e-6)
@@ -121,16 +123,95 @@ def test_ragan_d_gradient_matches_basicsr_split_halves():
   np.testing.assert_allclose(
       ours[0], (s(real - fake.mean()) - 1) / 6, rtol=1e-5
   )
-  # Without stopping, D also sees the means (original RaGAN): different.
-  full = jax.grad(
-      functools.partial(adv.ragan_d_loss, stop_mean_gradient=False),
-      argnums=(0, 1),
-  )(real, fake)
+  # Without stopping (the default), D also sees the means: different.
+  full = jax.grad(adv.ragan_d_loss, argnums=(0, 1))(real, fake)
   assert not np.allclose(full[0], ours[0])
   # Same value either way.
-  assert adv.ragan_d_loss(real, fake) == pytest.approx(
-      adv.ragan_d_loss(real, fake, stop_mean_gradient=False)
-  )
+  assert detached(real, fake) == pytest.approx(adv.ragan_d_loss(real, fake))
+
+
+def _np_ragan_d(r, f, mean_r, mean_f):
+  """D's RaGAN loss in float64 numpy, with the two means passed in."""
+  softplus = lambda x: np.logaddexp(0.0, x)
+  # BCE(x, 1) = softplus(-x), BCE(x, 0) = softplus(x).
+  return 0.5 * (np.mean(softplus(-(r - mean_f)))
+                + np.mean(softplus(f - mean_r)))
+
+
+def _finite_difference(fn, x, h=1e-6):
+  grad = np.zeros_like(x)
+  for k in range(x.size):
+    e = np.zeros_like(x)
+    e.flat[k] = h
+    grad.flat[k] = (fn(x + e) - fn(x - e)) / (2 * h)
+  return grad
+
+
+_R = np.array([0.3, -1.2, 2.0, 0.5])
+_F = np.array([-0.7, 0.1, -2.5])
+
+
+def _np_ragan_d_grads(detach_means: bool):
+  """(dL/dr, dL/df) by hand, checked here against central differences.
+
+  With a = mean r, b = mean f, s = sigmoid, n = len(r), m = len(f):
+    detached:  dL/dr_i = -s(b - r_i) / 2n,      dL/df_k = s(f_k - a) / 2m
+    through:   dL/dr_i = -(s(b - r_i) + mean_k s(f_k - a)) / 2n
+               dL/df_k = (s(f_k - a) + mean_i s(b - r_i)) / 2m
+  Detaching = differentiating with the means held at their values.
+  """
+  s = lambda x: 1.0 / (1.0 + np.exp(-x))
+  a, b, n, m = _R.mean(), _F.mean(), _R.size, _F.size
+  if detach_means:
+    by_hand = -s(b - _R) / (2 * n), s(_F - a) / (2 * m)
+    fd = (_finite_difference(lambda r: _np_ragan_d(r, _F, a, b), _R),
+          _finite_difference(lambda f: _np_ragan_d(_R, f, a, b), _F))
+  else:
+    by_hand = (-(s(b - _R) + s(_F - a).mean()) / (2 * n),
+               (s(_F - a) + s(b - _R).mean()) / (2 * m))
+    fd = (_finite_difference(
+        lambda r: _np_ragan_d(r, _F, r.mean(), b), _R),
+          _finite_difference(
+              lambda f: _np_ragan_d(_R, f, a, f.mean()), _F))
+  for got, want in zip(by_hand, fd):
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
+  return by_hand
+
+
+@pytest.mark.parametrize('detach_means', [False, True])
+def test_ragan_d_gradients_match_numpy_both_settings(detach_means):
+  want = _np_ragan_d_grads(detach_means)
+  real, fake = jnp.asarray(_R, jnp.float32), jnp.asarray(_F, jnp.float32)
+  loss = functools.partial(adv.d_loss, 'ragan',
+                           ragan_detach_means=detach_means)
+  got = jax.grad(loss, argnums=(0, 1))(real, fake)
+  for g, w in zip(got, want):
+    np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
+  # The other setting's gradient differs: the test tells them apart.
+  other = _np_ragan_d_grads(not detach_means)
+  assert not np.allclose(got[0], other[0], rtol=1e-3)
+  assert not np.allclose(got[1], other[1], rtol=1e-3)
+
+
+@pytest.mark.parametrize('name', ['esrgan', 'esrgan_sn', 'lsrgan', 'cesrgan',
+                                  'clsrgan'])
+def test_lsrgan_family_d_step_follows_the_papers_code(name):
+  """The papers' code (old BasicSR SRRaGAN_model.py) differentiates D's loss
+  through both means; config.loss.ragan_detach_means=True gives the
+  current BasicSR. GanLoss.d_term is what the jitted D step calls."""
+  from jaxsr.methods import lsrgan  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  config = helpers.load_experiment(name, None)
+  real, fake = jnp.asarray(_R, jnp.float32), jnp.asarray(_F, jnp.float32)
+  for detach in (None, True):
+    loss_config = config.loss.to_dict()
+    if detach is not None:
+      loss_config['ragan_detach_means'] = detach
+    loss = lsrgan.GanLoss.from_config(ml_collections.ConfigDict(loss_config))
+    got = jax.grad(loss.d_term, argnums=(0, 1))(real, fake)
+    want = _np_ragan_d_grads(bool(detach))
+    for g, w in zip(got, want):
+      np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-7)
 
 
 def test_hinge_and_wgan_by_hand():

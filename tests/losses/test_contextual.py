@@ -218,3 +218,32 @@ def test_argument_errors():
     contextual.contextual_loss(jnp.asarray(x), jnp.asarray(y[:1]))
   with pytest.raises(ValueError, match='distance must be one of'):
     contextual.contextual_loss(jnp.asarray(x), jnp.asarray(y), distance='l2')
+
+
+@pytest.mark.parametrize('name', ['cesrgan', 'clsrgan'])
+def test_cesrgan_clsrgan_read_post_relu_conv3_4(name):
+  """The official CX code's 'conv3_4' is relu(conv + b) (roimehrez/
+  contextualLoss vgg_model.py build_net; the PyTorch port's relu3_4): the
+  loss the method computes equals eq. 11 on max(conv3_4, 0), not on the
+  pre-ReLU conv3_4 that ESRGAN's L_percep reads."""
+  from jaxsr.methods import lsrgan  # pylint: disable=g-import-not-at-top
+  from jaxsr.models import vgg  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  loss = lsrgan.GanLoss.from_config(helpers.load_experiment(name).loss)
+  rng = np.random.default_rng(0)
+  sr, hr = (jnp.asarray(rng.uniform(size=(2, 16, 16, 3)), jnp.float32)
+            for _ in range(2))
+  feat = vgg.VGG(depth=19, layers=loss.feature_layers)
+  params = {'params': feat.init(_key(0), sr)['params']}
+  got = loss.perceptual_term(feat.apply(params, sr), feat.apply(params, hr),
+                             _key(1))
+  # The same random VGG19 (kaiming init), tapped at the pre-ReLU conv3_4.
+  pre = vgg.VGG(depth=19, layers=('conv3_4',))
+  pre_sr, pre_hr = (np.asarray(pre.apply(params, im)['conv3_4'])
+                    for im in (sr, hr))
+  assert pre_sr.shape == (2, 4, 4, 256) and (pre_sr < 0).mean() > 0.2
+  h = loss.cx_band_width
+  want = _reference(np.maximum(pre_sr, 0), np.maximum(pre_hr, 0), h=h)
+  pre_relu = _reference(pre_sr, pre_hr, h=h)
+  assert abs(want - pre_relu) > 0.05 * want  # The tap matters here.
+  assert float(got) == pytest.approx(want, rel=1e-4)

@@ -11,6 +11,7 @@ from jaxsr import sharding
 from jaxsr import train
 from jaxsr.losses import lsr
 from jaxsr.methods import base
+from jaxsr.models import discriminators
 from tests import helpers
 
 
@@ -62,6 +63,40 @@ def test_one_step_updates_every_network_and_the_ema(gan):
               + loss.pixel_weight * metrics['g_pixel']
               - loss.latent_weight * metrics['g_latent'])
   np.testing.assert_allclose(metrics['g_total'], expected, rtol=1e-5)
+
+
+def _softplus(x):
+  return np.logaddexp(0.0, x)
+
+
+def test_g_step_reads_the_updated_d(gan):
+  """§4.1 "alternately update the D, G, and L": G's RaGAN term (eq. 1,
+  (BCE(C_r - mean C_f, 0) + BCE(C_f - mean C_r, 1)) / 2 with BCE(z, 1) =
+  softplus(-z), BCE(z, 0) = softplus(z)) is that of the D after this step's
+  update, not of the D the step started with."""
+  config, _, state, constants, step = gan
+  batch = _batch(config)
+  new, metrics = step(state, batch, jax.random.key(0), constants)
+  g = methods.psnr.build_generator(config)
+  d = discriminators.VGGStyleDiscriminator(
+      num_feat=config.disc.num_feat, input_size=config.data.hr_patch,
+      norm=config.disc.norm, batch_norm=config.disc.batch_norm)
+  sr = jax.jit(g.apply)({'params': state.g_params}, batch['lr'])
+  # Train mode: BN on each call's batch statistics (no running stats read).
+  d_logits = jax.jit(lambda p, x: d.apply(
+      {'params': p, 'batch_stats': state.d_batch_stats}, x, train=True,
+      mutable=['batch_stats'])[0])
+
+  def ragan_g(d_params):
+    real, fake = (np.asarray(d_logits(d_params, x), np.float64)
+                  for x in (batch['hr'], sr))
+    return (np.mean(_softplus(real - fake.mean()))
+            + np.mean(_softplus(-(fake - real.mean())))) / 2
+
+  np.testing.assert_allclose(metrics['g_adv'], ragan_g(new.d_params),
+                             rtol=1e-4)
+  assert abs(ragan_g(state.d_params) - ragan_g(new.d_params)) > 1e-3
+  assert not np.isclose(metrics['g_adv'], ragan_g(state.d_params), rtol=1e-4)
 
 
 def test_encoder_step_minimizes_eq9_on_this_steps_output(gan):
@@ -181,15 +216,20 @@ def test_four_devices_match_one_device(gan):
     ('clsrgan', None)])
 def test_experiment_trains_checkpoints_and_resumes(name, stop, tmp_path):
   """A 1-step warm-up and 2 GAN steps (stopped after `stop` steps and
-  resumed): the losses and final state of the code before Method/Stage."""
+  resumed): the losses and final state of the code before Method/Stage,
+  run with that code's settings (issue 16 changed two defaults since)."""
   workdir = str(tmp_path / name)
+  old = {'loss.ragan_detach_means': True}  # The pre-stage D loss.
+  if name in ('cesrgan', 'clsrgan'):
+    old['loss.cx_layer'] = 'conv1_1'  # The tiny variant's pre-ReLU layer.
   if stop:
     first = train.train_and_evaluate(
-        _config(name, **{'train.num_steps': stop, 'train.log_every': 1}),
-        workdir)
+        _config(name, **{'train.num_steps': stop, 'train.log_every': 1},
+                **old), workdir)
     assert int(first.step) == stop
   state = train.train_and_evaluate(
-      _config(name, **{'train.num_steps': 3, 'train.log_every': 1}), workdir)
+      _config(name, **{'train.num_steps': 3, 'train.log_every': 1}, **old),
+      workdir)
   assert int(state.step) == 3
   mngr = checkpoint.manager(workdir)
   # Every 2 steps, at the end of the warm-up stage and of the run.
@@ -229,3 +269,64 @@ def test_esrgan_sn_step_runs_power_iterations_on_d():
 def test_unknown_disc_norm_is_rejected():
   with pytest.raises(ValueError, match='norm must be one of'):
     methods.build(_config('esrgan', **{'disc.norm': 'weight'}))
+
+
+# Paper 000 (LSRGAN) §4.1 and eq. 10, verbatim (whitespace aside), with the
+# values each sentence fixes; checked against the paper's text when
+# ../shared/papers is present.
+_PAPER_000 = (
+    'All experiments are performed with an upscaling factor of 4',
+    'HR patches of size 128x128 are cropped',
+    'The mini-batch size is set to 16',
+    r'$\beta_1 = 0.9$ , $\beta_2 = 0.999$ and $\epsilon = 10^{-8}$ , '
+    'without weight decaying',
+    r'with $\lambda = 5 \times 10^{-3}$ , $\eta = 10^{-2}$ , and '
+    r'$\mu = 10^{-3}$',
+    r'The learning rate is set to $1 \times 10^{-4}$ and halved at '
+    '[50k, 100k, 200k, 300k] iterations',
+    r'We again use the Adam optimizer with the same $\beta_1$ , $\beta_2$ '
+    r'and $\epsilon$',
+    'or up to 500000 iterations',
+    r'\lambda * L_G^{Ra} + \eta * |y - G(z)|_1 - \mu * |L(y) - L(G(z))|_1',
+)
+
+
+def test_paper_000_sentences_are_quoted_verbatim():
+  papers = sorted((helpers.REPO.parent / 'shared' / 'papers').glob('000_*'))
+  if not papers:
+    pytest.skip('../shared/papers/000_* is absent')
+  text = ' '.join(papers[0].read_text().split())
+  for sentence in _PAPER_000:
+    assert ' '.join(sentence.split()) in text, sentence
+
+
+@pytest.mark.parametrize('name,perceptual,mu', [
+    ('lsrgan', 'vgg', 1e-3), ('clsrgan', 'contextual', 1e-3),
+    ('esrgan', 'vgg', 0.0), ('cesrgan', 'contextual', 0.0)])
+def test_paper_000_hyperparameters_are_the_default(name, perceptual, mu):
+  """The default configs hold the numbers of _PAPER_000 (§4.1, eqs. 10-13)."""
+  config = helpers.load_experiment(name)
+  assert config.scale == 4  # "an upscaling factor of 4".
+  assert config.data.hr_patch == 128  # "HR patches of size 128x128".
+  assert config.data.batch_size == 16  # "The mini-batch size is set to 16".
+  assert (config.data.augment, config.data.train_lr_dir) == (True, '')
+  loss = config.loss
+  assert loss.adv_weight == 5e-3  # λ.
+  assert loss.pixel_weight == 1e-2  # η.
+  assert loss.latent_weight == mu  # μ (LSR models only).
+  assert loss.latent_sign == -1.0  # Eq. 10: "- \mu * |L(y) - L(G(z))|_1".
+  assert config.encoder.enabled == bool(mu)
+  assert (loss.perceptual, loss.perceptual_weight, loss.gan_type) == (
+      perceptual, 1.0, 'ragan')  # Eqs. 1, 10, 12, 13: unweighted L_percep.
+  optim = config.optim  # The same Adam for D, G and L.
+  assert (optim.b1, optim.b2, optim.eps) == (0.9, 0.999, 1e-8)
+  assert optim.lr == 1e-4
+  sched = base.schedule(optim, config.train.num_steps)
+  np.testing.assert_allclose(
+      [float(sched(s)) for s in (0, 49_999, 50_000, 99_999, 100_000,
+                                 200_000, 300_000, 499_999)],
+      [1e-4, 1e-4, 5e-5, 5e-5, 2.5e-5, 1.25e-5, 6.25e-6, 6.25e-6])
+  assert config.train.num_steps == 500_000  # "up to 500000 iterations".
+  # Stage 2 starts from stage 1's PSNR models.
+  assert (config.init_from, config.psnr_warmup_steps) == ('', 0)
+  assert config.allow_random_g is False

@@ -248,3 +248,59 @@ def test_writer_takes_jax_and_non_native_arrays(tmp_path):
     torch_writer.save_torch_file(path, {'x': object()})
   with pytest.raises(ValueError, match='numpy scalar'):
     torch_writer.save_torch_file(path, {'x': np.float32(1)})
+
+
+
+def _with_record(src, dst, record, write, compression=zipfile.ZIP_STORED):
+  """Copies the torch zip src to dst with `record` rewritten by write(f)."""
+  with zipfile.ZipFile(src) as zin, zipfile.ZipFile(
+      dst, 'w', compression, compresslevel=1) as zout:
+    for name in zin.namelist():
+      if name == record:
+        with zout.open(name, 'w', force_zip64=True) as f:
+          write(f)
+      else:
+        zout.writestr(name, zin.read(name))
+
+
+def _four_floats(tmp_path):
+  path = tmp_path / 'small.pth'
+  torch_writer.save_torch_file(path, {'w': np.arange(4, dtype=np.float32)})
+  return path
+
+
+def test_oversized_zip_record_is_refused_before_it_is_read(tmp_path):
+  """A 4-float tensor whose record holds 64 MiB (deflated to ~0.3 MiB): the
+  record's size in the zip directory is checked before decompressing."""
+  import tracemalloc  # pylint: disable=g-import-not-at-top
+  size = 64 * 2**20
+
+  def zeros(f):
+    for _ in range(16):
+      f.write(bytes(size // 16))
+
+  bomb = tmp_path / 'bomb.pth'
+  _with_record(_four_floats(tmp_path), bomb, 'archive/data/0', zeros,
+               zipfile.ZIP_DEFLATED)
+  with zipfile.ZipFile(bomb) as zf:
+    info = zf.getinfo('archive/data/0')
+    assert info.file_size == size and info.compress_size < size // 100
+  tracemalloc.start()
+  try:
+    with pytest.raises(ValueError, match=r'archive/data/0 is 67108864 bytes, '
+                       r'its tensors declare a storage of 16 bytes'):
+      torch_pickle.load_torch_file(bomb)
+    _, peak = tracemalloc.get_traced_memory()
+  finally:
+    tracemalloc.stop()
+  # Reading the record whole would allocate its 64 MiB.
+  assert peak < 2**20, f'{peak} bytes allocated while refusing the record'
+
+
+def test_short_zip_record_is_refused(tmp_path):
+  short = tmp_path / 'short.pth'
+  _with_record(_four_floats(tmp_path), short, 'archive/data/0',
+               lambda f: f.write(bytes(12)))
+  with pytest.raises(ValueError, match='is 12 bytes, its tensors declare a '
+                     'storage of 16 bytes'):
+    torch_pickle.load_torch_file(short)
