@@ -14,10 +14,17 @@ minutes; ends with PSNR/SSIM of the warm-up model and of the GAN model next
 to bicubic on held-out images):
   python -m jaxsr.main --config experiments/san_sr.py:demo \
       --workdir runs/san-demo
-Variants: '' (the paper, λ_adv = 0.1), 'adv001' (λ_adv = 0.01, Table 2's
-"Ours (0.01)"), 'official' (the official README's SAN-SRGAN command),
-'psnr' (G-only L1 pre-training, the README's PSNR command), 'demo', 'tiny'
-(smoke tests only).
+The variant string is a comma-separated list, at most one of each group:
+- recipe: '' (the paper, λ_adv = 0.1), 'adv001' (λ_adv = 0.01, Table 2's
+  "Ours (0.01)"), 'official' (the official README's SAN-SRGAN command),
+  'psnr' (G-only L1 pre-training, the README's PSNR command);
+- critic: '' (the official d_sanvanilla: BN after every conv, which cancels
+  SAN on the convs), 'nobn' (the paper's text: no BN, so SAN's divisors act
+  on all ten convs);
+- size: 'demo', 'tiny' (smoke tests only).
+E.g. `experiments/san_sr.py:nobn,demo` is the demo with the paper's critic.
+GAN runs start from a PSNR-trained G: init_from, a warm-up, or
+--config.allow_random_g=True to train from a random G anyway.
 """
 
 import ml_collections
@@ -25,7 +32,9 @@ import ml_collections
 from jaxsr import config_lib
 
 ConfigDict = ml_collections.ConfigDict
-VARIANTS = ('', 'adv001', 'official', 'psnr', 'demo', 'tiny')
+# Each group's tokens exclude one another; '' alone is the paper's recipe.
+GROUPS = (('adv001', 'official', 'psnr'), ('nobn',), ('demo', 'tiny'))
+VARIANTS = ('',) + sum(GROUPS, ())
 
 # The official runs count epochs; with DIV2K's 800 images and batch 16, one
 # patch per image per epoch (our pipeline's epoch) is 50 steps.
@@ -45,8 +54,23 @@ def _official(config) -> None:
   config.train.num_steps = 1000 * _OFFICIAL_STEPS_PER_EPOCH
 
 
+def _tokens(arg) -> list[str]:
+  """The variant string's comma-separated tokens, validated."""
+  tokens = [t for t in (arg or '').split(',') if t]
+  unknown = [t for t in tokens if t not in VARIANTS]
+  if unknown:
+    raise ValueError(f'unknown variant(s) {unknown}; expected a comma-'
+                     f'separated list of {VARIANTS[1:]}')
+  for group in GROUPS:
+    chosen = [t for t in tokens if t in group]
+    if len(chosen) > 1:
+      raise ValueError(f'variants {chosen} exclude one another; give one')
+  return tokens
+
+
 def get_config(arg=None):
-  """The paper's SAN-SR configuration, or a variant (see VARIANTS)."""
+  """The paper's SAN-SR configuration, or variants (see the module doc)."""
+  tokens = _tokens(arg)
   config = ConfigDict()
   config.method = 'san_sr'
   config.name = 'san_sr'  # For tables only.
@@ -56,6 +80,9 @@ def get_config(arg=None):
   # optimized to minimize mean squared error": a PSNR workdir (':psnr').
   config.init_from = ''
   config.psnr_warmup_steps = 0  # Only for runs without init_from (demos).
+  # True: a GAN run may start from a random G (no init_from, no warm-up);
+  # training refuses that otherwise, as the paper starts from a PSNR model.
+  config.allow_random_g = False
   # "The much slimmer SRGAN network ... we remove the batch normalization
   # layers": official g_srgan, 64 features, 16 residual blocks (1.52M).
   config.model = ConfigDict(dict(num_feat=64, num_block=16))
@@ -64,8 +91,8 @@ def get_config(arg=None):
       # d_sanvanilla, widths 64..512, FC 8192 -> 64 -> 1, 128x128 crops.
       num_features=64, max_features=512, num_blocks=5,
       norm='san',  # Eq. 8 for convs, top singular value for FC layers.
-      # Official d_sanvanilla (the paper does not say). BN after each conv
-      # cancels the conv divisors (models/san_critic.py): False to study SAN.
+      # Official d_sanvanilla; the paper's text has no BN ('nobn'). BN after
+      # each conv cancels the conv divisors (models/san_critic.py).
       batch_norm=True,
       # "We use cyclic padding for all convolutional layers" (Lemma 1); the
       # official d_vanilla (norm 'spectral' or 'none') pads with zeros.
@@ -109,9 +136,9 @@ def get_config(arg=None):
   config.train = config_lib.train(400_000)  # "400K equal D and G updates".
   config.eval = config_lib.evaluation()
 
-  if arg == 'adv001':
+  if 'adv001' in tokens:
     config.loss.adv_weight = 1e-2  # Table 2, "Ours (0.01)".
-  elif arg == 'official':
+  elif 'official' in tokens:
     # README "Train SAN-SRGAN x4 model": --reconstruction-weight 1
     # --perceptual-weight 1 --adversarial-weight 0.1, d_sanvanilla with
     # max_features 512 and gain 1.05, --dis-betas 0.5 0.9.
@@ -124,13 +151,18 @@ def get_config(arg=None):
     # D(fake), D(G)), so s is refreshed 1.5 times per step on average; once
     # per step after the critic update is the closest whole number.
     config.critic.normalize_every = 1
-  elif arg == 'psnr':
+  elif 'psnr' in tokens:
     # README "Train SRGAN x4 PSNR model": --reconstruction-weight 1 (L1)
     # only; the paper says MSE. Every step is the warm-up step (linked:
     # overriding train.num_steps keeps it so).
     _official(config)
     config.psnr_warmup_steps = config.train.get_ref('num_steps')
-  elif arg == 'demo':
+  if 'nobn' in tokens:
+    # The paper: "a simple feed forward CNN architecture with 10 convolutional
+    # layers and 2 fully connected ones", normalized by SAN; no BN.
+    config.critic.batch_norm = False
+    config.name = 'san_sr_nobn'
+  if 'demo' in tokens:
     # Departures for a few CPU minutes on the embedded images: a small G and
     # critic (4 blocks: 64x64 crops of 96x96 patches), its own PSNR
     # warm-up, a random-initialised VGG19 (no weights can be downloaded
@@ -146,7 +178,7 @@ def get_config(arg=None):
     config_lib.demo_data(config, hr_patch=96, batch_size=4)
     config.train.update(num_steps=1400, log_every=50, eval_every=0,
                         checkpoint_every=200)
-  elif arg == 'tiny':
+  elif 'tiny' in tokens:
     # Smoke-test sizes (config_lib.tiny's fields, for this method's nets).
     config.model.update(num_feat=8, num_block=1)
     config.critic.update(num_features=4, max_features=8, num_blocks=2)
@@ -160,7 +192,5 @@ def get_config(arg=None):
     config.train.update(num_steps=4, log_every=1, eval_every=0,
                         checkpoint_every=2)
     config.eval.update(tile=0, grid_images=1)
-  elif arg:
-    raise ValueError(f'unknown variant {arg!r}; expected one of {VARIANTS}')
   config.lock()
   return config

@@ -16,7 +16,9 @@ official critic does on each of its forward calls.
 Stages: 'gan', preceded by a 'psnr' L1 warm-up of G (`psnr.stage`) for runs
 without `init_from` (`config.psnr_warmup_steps`; the ':psnr' variant is that
 stage alone). The learning-rate milestones are fractions of the 'gan'
-stage's length (12.5/25/50/75%), so they follow `train.num_steps`.
+stage's length (12.5/25/50/75%), so they follow `train.num_steps`. Training
+refuses a 'gan' stage that would start from a random G (no init_from, no
+warm-up) unless `config.allow_random_g` (`base.pretrained_g_check`).
 """
 
 import dataclasses
@@ -242,4 +244,6 @@ def build(config) -> base.Method:
       predict=functools.partial(base.generator_predict, g=g),
       init_fields=('g_params',),
       constants=constants,
+      check_start=base.pretrained_g_check(config, warmup, total - warmup,
+                                          'experiments/san_sr.py:psnr'),
       **base.patch_data(config))

@@ -37,8 +37,9 @@ the forward pass invariant to each conv's scale and bias (BN removes both),
 so with BN the SAN / spectral divisors of the convs change neither the
 critic nor, through the scale invariance, its gradient; only the FC layers'
 normalization and the padding then differ between 'san' and 'none'. This
-is the official architecture; `batch_norm=False` gives a critic that SAN
-really normalizes.
+is the official architecture; `batch_norm=False` (the paper's text, the
+'nobn' variant of experiments/san_sr.py) gives a critic that SAN really
+normalizes.
 
 Normalization state lives in the 'san' (divisors s) or 'spectral' (power-
 iteration vectors u) collections; `update_norm_state` refreshes it from the

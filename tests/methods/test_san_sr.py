@@ -228,3 +228,52 @@ def test_bad_configs_are_errors():
     methods.build(_config(**{'critic.normalize_every': 0}))
   with pytest.raises(ValueError, match='norm must be one of'):
     methods.build(_config(**{'critic.norm': 'batch'}))
+
+
+def test_nobn_variant_is_the_paper_critic_and_changes_nothing_else():
+  """':nobn' (the paper's text: no BN) differs from each recipe and size
+  only in critic.batch_norm and the table name; bad combinations are errors."""
+  for base_arg in ('', 'adv001', 'official', 'demo', 'tiny'):
+    base_config = helpers.load_experiment('san_sr', base_arg or None)
+    paper = helpers.load_experiment('san_sr', ','.join(
+        t for t in ('nobn', base_arg) if t))
+    assert base_config.critic.batch_norm and not paper.critic.batch_norm
+    a, b = base_config.to_dict(), paper.to_dict()
+    for d in (a, b):
+      del d['critic']['batch_norm'], d['name']
+    assert a == b, base_arg
+  # Any order; the builder accepts it.
+  swapped = helpers.load_experiment('san_sr', 'tiny,nobn')
+  assert not swapped.critic.batch_norm and swapped.model.num_feat == 8
+  methods.build(swapped)
+  for bad in ('demo,tiny', 'adv001,official', 'nobn,bn'):
+    with pytest.raises(ValueError, match='variant'):
+      helpers.load_experiment('san_sr', bad)
+
+
+@pytest.mark.parametrize('arg,sensitive', [('tiny', False),
+                                           ('nobn,tiny', True)])
+def test_critic_output_depends_on_conv_divisors_only_without_bn(arg,
+                                                               sensitive):
+  """BN after every conv removes each conv's scale, so the official critic
+  ignores SAN's conv divisors; the paper's critic (no BN) follows them.
+  Every conv divisor is multiplied by a factor in [0.5, 2] (FC layers keep
+  theirs): the BN critic's logits move by < 1e-3 relative (BN's epsilon),
+  the paper's by more than 10%."""
+  config = _config(arg)
+  d = san_sr.build_critic(config)
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.random((4, d.crop_size, d.crop_size, 3)), jnp.float32)
+  variables = d.init(base.init_key(0), x)
+  out = np.asarray(d.apply(variables, x), np.float64)
+  factors = iter(rng.uniform(0.5, 2.0, 100))
+  san_state = {
+      name: ({'scale': s['scale'] * next(factors)} if 'conv' in name else s)
+      for name, s in variables['san'].items()}
+  assert sum('conv' in n for n in san_state) == 2 * config.critic.num_blocks
+  moved = np.asarray(d.apply({**variables, 'san': san_state}, x), np.float64)
+  change = np.abs(moved - out).max() / np.abs(out).max()
+  if sensitive:
+    assert change > 0.1
+  else:
+    assert change < 1e-3

@@ -1,4 +1,4 @@
-"""Tests for jaxsr.models.encoders: LSREncoder shapes, names and validation."""
+"""Tests for jaxsr.models.encoders: LSREncoder shapes, names, validation and a numpy forward."""
 
 import functools
 
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxsr.models import encoders
+from tests.models import numpy_nets
 
 # XLA's RngBitGenerator compiles several times faster on CPU than threefry,
 # which dominated these tests; initializer statistics do not depend on it.
@@ -103,3 +104,21 @@ def test_imagenet_normalization_before_conv1_1():
     for dx in range(3):
       ref += xp[:, dy:dy + 6, dx:dx + 6, :] @ w[dy, dx]
   np.testing.assert_allclose(conv1_1, ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('scale, cut', [(4, 'conv4_3'), (4, 'conv3_3'),
+                                        (2, 'conv2_2')])
+def test_forward_matches_an_independent_numpy_forward(scale, cut):
+  """The whole encoder (trunk with pools, upsampling or conv_mid, conv_last)
+  against tests/models/numpy_nets.lsr_encoder in float64."""
+  model = encoders.LSREncoder(scale=scale, cut=cut, num_upsample_feat=4,
+                              width_divisor=16)
+  hr = np.random.default_rng(5).random((2, 16, 16, 3)).astype(np.float32)
+  params = numpy_nets.random_params(
+      jax.eval_shape(model.init, _key(0), hr)['params'], seed=6)
+  got = np.asarray(jax.jit(model.apply)({'params': params}, jnp.asarray(hr)))
+  stages = encoders.num_upsample_stages(scale, cut)
+  assert stages == {'conv4_3': 1, 'conv3_3': 0, 'conv2_2': 0}[cut]
+  want = numpy_nets.lsr_encoder(params, hr, cut, stages)
+  np.testing.assert_allclose(got, want, rtol=0,
+                             atol=1e-5 * np.abs(want).max())

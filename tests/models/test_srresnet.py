@@ -1,4 +1,4 @@
-"""Tests for jaxsr.models.srresnet: counts, torch bilinear, pixel shuffle."""
+"""Tests for jaxsr.models.srresnet: counts, torch bilinear, pixel shuffle, a numpy forward."""
 
 import functools
 import math
@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from jaxsr.models import srresnet
+from tests.models import numpy_nets
 
 _key = functools.partial(jax.random.key, impl='rbg')
 
@@ -66,39 +67,13 @@ def test_bad_scale_and_input_are_errors():
     srresnet.SRResNet().init(_key(0), jnp.zeros((1, 4, 4, 1)))
 
 
-def _torch_bilinear(x, scale):
-  """PyTorch's upsample_bilinear2d (align_corners=False), loop by loop.
-
-  For each output pixel: h1r = max((h + 0.5) / scale - 0.5, 0), h1 = int,
-  h1p = 1 if h1 < H - 1 else 0, l1 = h1r - h1; the four taps weighted
-  (1 - l1)(1 - w1), ... as in aten/src/ATen/native/UpSampleBilinear2d.cpp.
-  """
-  n, h, w, c = x.shape
-  out = np.zeros((n, h * scale, w * scale, c), np.float64)
-  for oh in range(h * scale):
-    h1r = max((oh + 0.5) / scale - 0.5, 0.0)
-    h1 = int(h1r)
-    h1p = 1 if h1 < h - 1 else 0
-    lh = h1r - h1
-    for ow in range(w * scale):
-      w1r = max((ow + 0.5) / scale - 0.5, 0.0)
-      w1 = int(w1r)
-      w1p = 1 if w1 < w - 1 else 0
-      lw = w1r - w1
-      out[:, oh, ow] = (
-          (1 - lh) * ((1 - lw) * x[:, h1, w1] + lw * x[:, h1, w1 + w1p])
-          + lh * ((1 - lw) * x[:, h1 + h1p, w1]
-                  + lw * x[:, h1 + h1p, w1 + w1p]))
-  return out
-
-
 @pytest.mark.parametrize('shape,scale', [((2, 5, 7, 3), 4), ((1, 3, 2, 2), 2),
                                          ((1, 1, 4, 1), 4)])
 def test_bilinear_matches_torch_align_corners_false(shape, scale):
   x = np.random.default_rng(0).random(shape).astype(np.float32)
   got = srresnet.bilinear_upsample(jnp.asarray(x), scale)
-  np.testing.assert_allclose(got, _torch_bilinear(x.astype(np.float64), scale),
-                             rtol=0, atol=1e-6)
+  want = numpy_nets.torch_bilinear(x.astype(np.float64), scale)
+  np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
 
 
 def test_bilinear_known_values():
@@ -140,3 +115,18 @@ def test_init_is_kaiming_normal_fan_in_with_zero_biases():
   assert abs(kernel.mean()) < 0.002
   for name in ('conv_first', 'up_0', 'conv_hr', 'conv_last'):
     assert not np.any(params[name]['bias'])
+
+
+def test_forward_matches_an_independent_numpy_forward():
+  """The whole G against tests/models/numpy_nets.srresnet (float64): a
+  removed ReLU, a changed LeakyReLU slope or a lost skip changes the output
+  by far more than the float32 tolerance."""
+  scale = 4
+  model = srresnet.SRResNet(scale=scale, num_feat=4, num_block=2)
+  lr = np.random.default_rng(3).random((2, 5, 6, 3)).astype(np.float32)
+  params = numpy_nets.random_params(_shapes(model), seed=4)
+  got = np.asarray(jax.jit(model.apply)({'params': params}, jnp.asarray(lr)))
+  want = numpy_nets.srresnet(params, lr, scale, num_block=2)
+  # The residual body grows the features (no BN): compare at their scale.
+  np.testing.assert_allclose(got, want, rtol=0,
+                             atol=1e-5 * np.abs(want).max())
