@@ -9,8 +9,8 @@ x4 super-resolution of a low-resolution image (its own only training data):
   python -m jaxsr.main --config experiments/singan.py:sr \
       --config.data.image=lr.png --workdir runs/singan-sr
   python -m jaxsr.singan sr --workdir runs/singan-sr --factor 4 --out sr.png
-CPU-sized runs on an embedded image (no download): ':demo' (samples),
-':sr_demo' (x4 SR of a 64 px crop).
+CPU-sized runs on an embedded image (no download): ':demo' (samples of
+sklearn's 'china'), ':sr_demo' (x4 SR of chelsea's 64 px LR of a 256 px crop).
 
 The variant string is a comma-separated list:
 - training (paper 004's table rows): 'singan' (plain SinGAN), 'ttur', 'ttur_fgm',
@@ -58,7 +58,15 @@ def get_config(arg=None):
   config.scale = 4
   config.init_from = ''
   # The training image ('' = an embedded demo image, no download).
-  config.data = ConfigDict(dict(image='', demo_image='chelsea'))
+  config.data = ConfigDict(dict(
+      image='', demo_image='chelsea',
+      # Beyond the paper: several same-size images, one pyramid each,
+      # trained at once (one vmapped program; sr_benchmark uses it).
+      images=(),
+      crop=0,  # > 0: train on the centre crop x crop square.
+      # > 1: train on the (cropped) image bicubic-downscaled by this factor,
+      # so that an SR run can be scored against it (the demos; not the paper).
+      downscale=1))
   config.pyramid = ConfigDict(dict(
       task='samples',  # 'samples' (official rules) or 'sr' (§5.4).
       # §5.1: "coarsest scale to 25px and the finest scale to 250px", r ~ 4/3
@@ -122,7 +130,15 @@ def get_config(arg=None):
     # image (the pyramid rules are the paper's).
     config.singan.update(iters_per_scale=400)
     config.optim.milestone = 320  # The official 80% point.
-    config.pyramid.max_size = 64 if 'demo' in tokens else 250
+    config.pyramid.max_size = 64
+    if 'demo' in tokens:
+      # A landscape (the paper's samples are scenes; an object's scale-0
+      # samples rearrange its parts). 427x640, the pyramid 25x38 .. 43x64.
+      config.data.demo_image = 'china'
+    else:
+      # x4 SR of chelsea's 256 px centre crop from its 64 px bicubic LR: a
+      # 6-scale pyramid 18 .. 64 px, scored against the crop.
+      config.data.update(crop=256, downscale=4)
     config.train.update(log_every=50, checkpoint_every=200)
   if 'tiny' in tokens:
     config.pyramid.update(max_size=32, min_size=20, sr_min_size=12)
@@ -130,5 +146,7 @@ def get_config(arg=None):
     config.singan.update(iters_per_scale=2, steps_per_call=1)
     config.loss.update(d_steps=2, g_steps=2)
     config.train.update(log_every=1, checkpoint_every=1, keep_checkpoints=50)
+    if config.pyramid.task == 'sr':
+      config.data.update(crop=64, downscale=4)  # A 16 px LR, 3 scales.
   config.lock()
   return config

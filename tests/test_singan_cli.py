@@ -92,7 +92,9 @@ spec.loader.exec_module(module)
 
 
 def get_config(arg=None):
-  config = module.get_config('sr,tiny')
+  # TTUR without the attack: the stacked (vmapped) adaptive step compiles
+  # for minutes on 2 cores; tests/methods/test_singan.py tests the attack.
+  config = module.get_config('sr,tiny,ttur')
   config.unlock()
   config.pyramid.sr_min_size = 20  # Two scales for a 26 px LR.
   config.lock()
@@ -105,9 +107,15 @@ def test_sr_benchmark_writes_the_table_4_summary(shared_data, tmp_path,
   monkeypatch.setenv('JAXSR_NIQE_PARAMS',
                      str(shared_data / 'niqe' / 'niqe_pris_params.npz'))
   hr_dir = tmp_path / 'hr'
-  (_, image), = __import__('jaxsr.data.demo', fromlist=['demo']).load(
-      ['coffee'])
-  io.write_image(hr_dir / 'coffee.png', imresize.imresize(image, 0.26)[:105])
+  demo = __import__('jaxsr.data.demo', fromlist=['demo'])
+  images = dict(demo.load(['coffee', 'astronaut', 'chelsea']))
+  # coffee and astronaut: 104 x 156 HR, one stacked run; chelsea alone.
+  io.write_image(hr_dir / 'coffee.png',
+                 imresize.imresize(images['coffee'], 0.26)[:105])
+  io.write_image(hr_dir / 'astronaut.png',
+                 imresize.imresize(images['astronaut'], 0.305)[:104, :156])
+  io.write_image(hr_dir / 'chelsea.png',
+                 imresize.imresize(images['chelsea'], 0.4))
   config = tmp_path / 'singan_test.py'
   config.write_text(_CONFIG.format(
       path=str(helpers.REPO / 'experiments' / 'singan.py')))
@@ -123,12 +131,48 @@ def test_sr_benchmark_writes_the_table_4_summary(shared_data, tmp_path,
   for method in ('singan', 'bicubic'):
     means = summary[method]
     assert np.isfinite(means['rmse']) and np.isfinite(means['niqe'])
-    assert [r['name'] for r in means['images']] == ['coffee']
-    assert means['rmse'] == pytest.approx(means['images'][0]['rmse'])
-  # The LR is the MATLAB bicubic downscale of the modcropped HR.
-  hr = imresize.modcrop(io.read_image(hr_dir / 'coffee.png'), 4)
-  np.testing.assert_array_equal(io.read_image(out / 'lr' / 'coffee.png'),
-                                imresize.imresize(hr, 1 / 4))
-  assert io.read_image(out / 'sr' / 'coffee.png').shape == hr.shape
+    assert [r['name'] for r in means['images']] == ['astronaut', 'chelsea',
+                                                     'coffee']
+    assert means['rmse'] == pytest.approx(
+        np.mean([r['rmse'] for r in means['images']]))
+  assert sorted(p.name for p in (out / 'runs').iterdir()) == [
+      'astronaut+1', 'chelsea']
+  for name in ('astronaut', 'chelsea', 'coffee'):
+    # The LR is the MATLAB bicubic downscale of the modcropped HR.
+    hr = imresize.modcrop(io.read_image(hr_dir / f'{name}.png'), 4)
+    np.testing.assert_array_equal(io.read_image(out / 'lr' / f'{name}.png'),
+                                  imresize.imresize(hr, 1 / 4))
+    assert io.read_image(out / 'sr' / f'{name}.png').shape == hr.shape
+  # The stacked run's SR of coffee is its own pyramid's, not astronaut's.
+  sr = {n: io.read_image(out / 'sr' / f'{n}.png').astype(float)
+        for n in ('astronaut', 'coffee')}
+  hr = {n: imresize.modcrop(io.read_image(hr_dir / f'{n}.png'), 4)
+        for n in ('astronaut', 'coffee')}
+  assert np.mean(np.abs(sr['coffee'] - hr['coffee'])) < np.mean(
+      np.abs(sr['coffee'] - hr['astronaut']))
   assert '| singan |' in proc.stdout and '| bicubic |' in proc.stdout
   assert (out / 'grid.png').exists() and (out / 'results.md').exists()
+
+
+def test_sample_scores_sifid_with_a_local_inception_file(workdir, tmp_path):
+  from jaxsr.metrics import sifid  # pylint: disable=g-import-not-at-top
+  from jaxsr.pretrained import torch_writer  # pylint: disable=g-import-not-at-top
+  from tests.models import test_inception as ref  # pylint: disable=g-import-not-at-top
+  # Generated weights in torchvision's layout, only the layers SIFID reads.
+  state_dict = ref.torch_state_dict(np.random.default_rng(3), ref.STEM)
+  weights = tmp_path / 'inception.pth'
+  torch_writer.save_torch_file(weights, state_dict)
+  with pytest.raises(FileNotFoundError, match='no such file'):
+    cli.sample_files(str(workdir), 2, (1.0, 1.0), 0, str(tmp_path / 'x'),
+                     inception=str(tmp_path / 'missing.pth'))
+  assert not (tmp_path / 'x').exists()  # Refused before generating.
+  paths = cli.sample_files(str(workdir), 2, (1.0, 1.0), 0,
+                           str(tmp_path / 'samples'), inception=str(weights))
+  scores = json.loads((tmp_path / 'samples' / 'sifid.json').read_text())
+  _, _, state = cli.load(str(workdir))
+  real = cli.to_uint8(state.reals[-1][None])[0]
+  variables = ref.to_variables(state_dict)
+  want = [sifid.sifid(real, io.read_image(p), variables) for p in paths]
+  np.testing.assert_allclose(scores['samples'], want, rtol=1e-5)
+  assert scores['layer'] == 'conv2d_2b' and min(want) > 0
+  assert scores['mean'] == pytest.approx(np.mean(want))

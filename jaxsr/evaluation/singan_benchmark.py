@@ -3,7 +3,8 @@
 For each HR image: modcrop to the scale, LR = MATLAB-exact bicubic
 downscale (uint8, `jaxsr.data.imresize`), a SinGAN pyramid trained on that
 LR alone (`python -m jaxsr.main` semantics: its own workdir under
-OUT/runs/<name>, so a rerun resumes), its SR by `scale`
+OUT/runs/<name>, so a rerun resumes; LRs of one size are trained together
+as one stacked, vmapped run, each pyramid as if alone), its SR by `scale`
 (`jaxsr.methods.singan.super_resolve`), and bicubic upscaling of the same LR.
 
 Scores (`jaxsr.metrics.rmse`, `jaxsr.metrics.niqe`): RMSE on the Y channel
@@ -28,6 +29,7 @@ from absl import logging
 import numpy as np
 
 from jaxsr import config_lib
+from jaxsr.data import color
 from jaxsr.data import imresize
 from jaxsr.data import io
 from jaxsr.evaluation import metric_suite
@@ -49,11 +51,37 @@ def _summary(rows: list[dict]) -> dict:
           'images': rows}
 
 
-def run(data_dir: str, scale: int, config_spec: str, out_dir: str
-        ) -> tuple[dict, str]:
-  """Trains and scores one pyramid per image of data_dir; (summary, table)."""
+def _train_and_sr(base_config, lr_paths: list[str], scale: int,
+                  workdir: str) -> list[np.ndarray]:
+  """Trains one pyramid per LR of lr_paths (same size: one stacked run,
+  `jaxsr.methods.stacked`) in workdir; their uint8 SRs by scale."""
   from jaxsr import restore  # pylint: disable=g-import-not-at-top
   from jaxsr import train  # pylint: disable=g-import-not-at-top
+  config = copy.deepcopy(base_config)
+  # The LRs as they are: no demo crop or downscale of them.
+  if len(lr_paths) == 1:
+    config.data.update(image=lr_paths[0], images=(), crop=0, downscale=1)
+  else:
+    config.data.update(image='', images=tuple(lr_paths), crop=0, downscale=1)
+  config.scale = scale
+  config.lock()
+  train.train_and_evaluate(config, workdir)
+  model = restore.load_model(workdir)
+  lrs = [io.read_image(p) for p in lr_paths]
+  if len(lrs) == 1:
+    return [scoring.model_sr(model.predict, lrs[0], scale)]
+  batch = np.stack(lrs).astype(np.float32) / 255.
+  return [color.to_uint8(sr) for sr in np.asarray(model.predict(batch))]
+
+
+def run(data_dir: str, scale: int, config_spec: str, out_dir: str
+        ) -> tuple[dict, str]:
+  """Trains and scores one pyramid per image of data_dir; (summary, table).
+
+  Images whose LRs share a size train together as one stacked run (one
+  vmapped program, workdir OUT/runs/<first name>+<n>); the others alone
+  (OUT/runs/<name>). Each pyramid is the same as trained alone.
+  """
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(f'no HR folder {data_dir}')
   paths = io.list_images(data_dir)
@@ -65,31 +93,35 @@ def run(data_dir: str, scale: int, config_spec: str, out_dir: str
                      'expected experiments/singan.py:sr (or a variant)')
   # Every model file is read before any training starts.
   scorer = metric_suite.Scorer(('niqe',), scale)
+  names, hrs, lrs, groups = [], [], [], {}
+  for path in paths:
+    names.append(os.path.splitext(os.path.basename(path))[0])
+    hrs.append(imresize.modcrop(io.read_image(path), scale))
+    lrs.append(imresize.imresize(hrs[-1], 1 / scale))
+    io.write_image(os.path.join(out_dir, 'lr', f'{names[-1]}.png'), lrs[-1])
+    groups.setdefault(lrs[-1].shape, []).append(len(names) - 1)
+  srs = [None] * len(paths)
+  for members in groups.values():
+    first = names[members[0]]
+    workdir = os.path.join(out_dir, 'runs', first if len(members) == 1
+                           else f'{first}+{len(members) - 1}')
+    lr_paths = [os.path.join(out_dir, 'lr', f'{names[i]}.png')
+                for i in members]
+    for i, sr in zip(members, _train_and_sr(base_config, lr_paths, scale,
+                                            workdir)):
+      srs[i] = sr
   rows = {m: [] for m in METHODS}
   grid = []
-  for path in paths:
-    name = os.path.splitext(os.path.basename(path))[0]
-    hr = imresize.modcrop(io.read_image(path), scale)
-    lr = imresize.imresize(hr, 1 / scale)
-    lr_path = os.path.join(out_dir, 'lr', f'{name}.png')
-    io.write_image(lr_path, lr)
-    config = copy.deepcopy(base_config)
-    config.data.image = lr_path
-    config.scale = scale
-    config.lock()
-    workdir = os.path.join(out_dir, 'runs', name)
-    train.train_and_evaluate(config, workdir)
-    model = restore.load_model(workdir)
-    srs = {'singan': scoring.model_sr(model.predict, lr, scale),
-           'bicubic': scoring.bicubic(lr, scale)}
-    io.write_image(os.path.join(out_dir, 'sr', f'{name}.png'), srs['singan'])
-    for method, sr in srs.items():
+  for name, hr, lr, sr in zip(names, hrs, lrs, srs):
+    outputs = {'singan': sr, 'bicubic': scoring.bicubic(lr, scale)}
+    io.write_image(os.path.join(out_dir, 'sr', f'{name}.png'), sr)
+    for method, image in outputs.items():
       rows[method].append({
           'name': name,
-          'rmse': float(np.sqrt(rmse_lib.mse_y(sr, hr, shave=scale))),
-          'mse': rmse_lib.mse_y(sr, hr, shave=scale),
-          'niqe': scorer(sr, hr)['niqe']})
-    grid.append([_nearest(lr, scale), srs['bicubic'], srs['singan'], hr])
+          'rmse': float(np.sqrt(rmse_lib.mse_y(image, hr, shave=scale))),
+          'mse': rmse_lib.mse_y(image, hr, shave=scale),
+          'niqe': scorer(image, hr)['niqe']})
+    grid.append([_nearest(lr, scale), outputs['bicubic'], sr, hr])
     logging.info('%s: SinGAN NIQE %.3f RMSE %.2f | bicubic NIQE %.3f RMSE '
                  '%.2f', name, rows['singan'][-1]['niqe'],
                  rows['singan'][-1]['rmse'], rows['bicubic'][-1]['niqe'],

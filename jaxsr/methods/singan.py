@@ -41,11 +41,12 @@ from jaxsr.data import io
 from jaxsr.data import pyramid as pyramid_lib
 from jaxsr.losses import adversarial
 from jaxsr.methods import base
+from jaxsr.methods import stacked
 from jaxsr.models import singan as nets
 
 MODES = ('none', 'fgm', 'pgd', 'adaptive')
 TARGETS = ('last_layer', 'input')
-DATA_KEYS = {'image', 'demo_image'}
+DATA_KEYS = {'image', 'images', 'demo_image', 'crop', 'downscale'}
 PYRAMID_KEYS = {'task', 'scale_factor', 'min_size', 'max_size', 'sr_min_size'}
 MODEL_KEYS = {'base_features', 'max_features'}
 LOSS_KEYS = {'alpha', 'gp_weight', 'd_steps', 'g_steps', 'noise_amp'}
@@ -92,11 +93,34 @@ class Losses:
   noise_amp: float  # noise_amp_init (0.1).
 
 
-def load_image(data_config) -> np.ndarray:
-  """The training image: config.data.image, else the embedded demo image."""
-  if data_config.image:
-    return io.read_image(data_config.image)
-  (_, image), = demo.load([data_config.demo_image])
+def source_image(data_config, path: str = '') -> np.ndarray:
+  """path, else config.data.image, else the embedded demo image,
+  centre-cropped to a crop x crop square when data.crop > 0: the HR of
+  `load_image`."""
+  path = path or data_config.image
+  if path:
+    image = io.read_image(path)
+  else:
+    (_, image), = demo.load([data_config.demo_image])
+  crop = int(data_config.get('crop', 0))
+  if crop:
+    h, w = image.shape[:2]
+    if crop > min(h, w):
+      raise ValueError(f'config.data.crop={crop} is larger than the '
+                       f'{h}x{w} image')
+    top, left = (h - crop) // 2, (w - crop) // 2
+    image = image[top:top + crop, left:left + crop]
+  return image
+
+
+def load_image(data_config, path: str = '') -> np.ndarray:
+  """The training image: `source_image`, MATLAB-bicubic downscaled by
+  data.downscale (after a modcrop) when it is > 1, so that an SR run's
+  output can be scored against the source (the demo's x4 SR)."""
+  image = source_image(data_config, path)
+  factor = int(data_config.get('downscale', 1))
+  if factor > 1:
+    image = imresize.imresize(imresize.modcrop(image, factor), 1 / factor)
   return image
 
 
@@ -455,6 +479,9 @@ def steps_per_call_auto() -> int:
 
 def _check(config) -> None:
   config_lib.check_keys(config.data, DATA_KEYS, 'data')
+  if config.data.get('images') and config.data.image:
+    raise ValueError('give config.data.image (one run) or config.data.images '
+                     '(several, stacked), not both')
   config_lib.check_keys(config.pyramid, PYRAMID_KEYS, 'pyramid')
   config_lib.check_keys(config.model, MODEL_KEYS, 'model')
   config_lib.check_keys(config.loss, LOSS_KEYS, 'loss')
@@ -488,9 +515,22 @@ def build_nets(config, pyramid: pyramid_lib.Pyramid) -> Nets:
               sizes=pyramid.sizes, factor=pyramid.factor)
 
 
+def load_images(data_config) -> list[np.ndarray]:
+  """The training images: each of data.images (runs trained together, one
+  size), else the one `load_image`."""
+  paths = tuple(data_config.get('images', ()) or ())
+  images = [load_image(data_config, p) for p in paths] or [
+      load_image(data_config)]
+  shapes = sorted({im.shape for im in images})
+  if len(shapes) > 1:
+    raise ValueError('config.data.images are trained as one stacked run and '
+                     f'must share one size; got {shapes}')
+  return images
+
+
 def image_and_nets(config) -> tuple[np.ndarray, list[np.ndarray], Nets]:
-  """The training image, its pyramid images and the per-scale networks."""
-  image = load_image(config.data)
+  """The (first) training image, its pyramid images and the networks."""
+  image = load_images(config.data)[0]
   pyramid = make_pyramid(config.pyramid, config.scale, *image.shape[:2])
   return image, pyramid_lib.images(image, pyramid), build_nets(config,
                                                                  pyramid)
@@ -499,7 +539,10 @@ def image_and_nets(config) -> tuple[np.ndarray, list[np.ndarray], Nets]:
 def build(config) -> base.Method:
   """SinGAN from config.{data,pyramid,model,loss,optim,adversarial,singan}."""
   _check(config)
-  _, reals, net = image_and_nets(config)
+  images = load_images(config.data)
+  pyramid = make_pyramid(config.pyramid, config.scale, *images[0].shape[:2])
+  net = build_nets(config, pyramid)
+  reals = [pyramid_lib.images(image, pyramid) for image in images]
   losses = Losses(alpha=float(config.loss.alpha),
                   gp_weight=float(config.loss.gp_weight),
                   d_steps=int(config.loss.d_steps),
@@ -526,9 +569,12 @@ def build(config) -> base.Method:
                                   noise_amp_init=losses.noise_amp),
           steps_per_call=min(per_call, iters))
       for n in range(len(net.sizes)))
-  return base.Method(
-      init=functools.partial(_init, net=net, reals=reals, g_tx=g_tx,
-                             d_tx=d_tx, target=attack.target),
-      stages=stages,
+  inits = [functools.partial(_init, net=net, reals=r, g_tx=g_tx, d_tx=d_tx,
+                             target=attack.target) for r in reals]
+  method = base.Method(
+      init=inits[0], stages=stages,
       predict=functools.partial(_predict, net=net, factor=float(config.scale)),
       init_fields=(), tileable=False, num_devices=1)
+  # Several images: one vmapped program (their runs read their images from
+  # the state only).
+  return stacked.stack(method, inits) if len(inits) > 1 else method

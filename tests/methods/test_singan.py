@@ -267,3 +267,22 @@ def test_paper_values_are_the_default():
       5e-4, 5e-4, 'none')
   assert helpers.load_experiment('singan', 'sr,ttur_pgd').adversarial.mode == (
       'pgd')
+
+
+def test_demo_sr_trains_on_the_bicubic_lr_of_a_centre_crop():
+  from jaxsr.data import demo  # pylint: disable=g-import-not-at-top
+  config = _config('sr_demo')
+  assert (config.data.crop, config.data.downscale) == (256, 4)
+  assert helpers.load_experiment('singan', 'sr').data.downscale == 1
+  (_, chelsea), = demo.load(['chelsea'])
+  assert chelsea.shape == (300, 451, 3)
+  hr = singan.source_image(config.data)
+  # Centre 256 x 256: rows 22..277, columns 97..352.
+  np.testing.assert_array_equal(hr, chelsea[22:278, 97:353])
+  lr = singan.load_image(config.data)
+  assert lr.shape == (64, 64, 3) and lr.dtype == np.uint8
+  # MATLAB bicubic x1/4 with antialiasing: close to the 4x4 box mean.
+  box = hr.reshape(64, 4, 64, 4, 3).astype(np.float64).mean((1, 3))
+  assert np.mean(np.abs(lr - box)) < 4.0
+  with pytest.raises(ValueError, match='crop=400 is larger'):
+    singan.source_image(_config('sr_demo', **{'data.crop': 400}).data)
