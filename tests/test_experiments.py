@@ -13,7 +13,8 @@ EXPERIMENTS = sorted(p.stem for p in (pathlib.Path(__file__).resolve().parents[1
                                       / 'experiments').glob('*.py'))
 VARIANTS = {name: [None, 'demo', 'tiny'] for name in (
     'rrdb_psnr', 'esrgan', 'esrgan_sn', 'lsrgan', 'cesrgan', 'clsrgan')}
-VARIANTS['san_sr'] = [None, 'adv001', 'official', 'psnr', 'demo', 'tiny']
+VARIANTS['san_sr'] = [None, 'adv001', 'official', 'psnr', 'demo', 'tiny',
+                     'nobn', 'nobn,demo', 'nobn,adv001']
 VARIANTS['singan'] = [None, 'singan', 'ttur', 'ttur_fgm', 'ttur_pgd',
                       'ttur_adaptive', 'sr', 'demo', 'sr_demo', 'tiny',
                       'sr,ttur_pgd']
