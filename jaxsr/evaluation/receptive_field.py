@@ -100,7 +100,7 @@ def srresnet_layers(scale: int, num_block: int) -> list[list[Layer]]:
 
 def geometry(config) -> Geometry | None:
   """The generator's Geometry from a run's config; None for other methods."""
-  scale, model = int(config.scale), config.model
+  scale, model = int(config.scale), config.get('model')  # Not every method's.
   if config.method in ('psnr', 'lsrgan'):
     multiple = {1: 4, 2: 2}.get(scale, 1)
     layers = rrdbnet_layers(scale, model.num_block, model.bicubic_skip)
