@@ -9,7 +9,6 @@ in every stage, so that a checkpoint restores whatever stage it was saved in.
 """
 
 import dataclasses
-import os
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxsr import checkpoint
 from jaxsr.data import datasets
 from jaxsr.data import pipeline
 from jaxsr.data import sources
@@ -143,12 +143,6 @@ def init_key(seed: int) -> jax.Array:
   return jax.random.key(seed, impl='rbg')
 
 
-def has_checkpoint(workdir: str) -> bool:
-  """Whether workdir/checkpoints holds a step folder (a run to resume)."""
-  folder = os.path.join(workdir, 'checkpoints')
-  return os.path.isdir(folder) and any(n.isdigit() for n in os.listdir(folder))
-
-
 def random_g_error(config, warmup: int, gan_steps: int,
                    pretrain: str) -> str:
   """Why the GAN stage of this config would start from a random G ('' if not).
@@ -179,7 +173,7 @@ def pretrained_g_check(config, warmup: int,
   allowed = bool(config.get('allow_random_g', False))
 
   def check(workdir: str) -> None:
-    if not error or has_checkpoint(workdir):
+    if not error or checkpoint.steps_on_disk(workdir):  # A resume.
       return
     if not allowed:
       raise ValueError(error)
