@@ -175,6 +175,20 @@ RULES = {
     'adversarial.alpha': _WEIGHT, 'adversarial.steps': integer(1),
     'adversarial.kappa': _WEIGHT, 'adversarial.power_iters': integer(1),
     'singan.iters_per_scale': integer(1), 'singan.steps_per_call': integer(0),
+    # Face SR by latent exploration (experiments/face_explore.py).
+    'prior.kind': one_of('dcgan', 'stylegan2'), 'prior.weights': TEXT,
+    'prior.trainable_noise': integer(0), 'prior.stats_samples': integer(1),
+    'data.lr_dir': TEXT, 'data.hr_dir': TEXT,
+    'data.demo': one_of('', 'prior', 'lfw'), 'data.num_faces': integer(0),
+    'search.steps': integer(1), 'search.lr_z': _POSITIVE,
+    'search.schedule': one_of('linear1cycledrop', 'fixed'),
+    'search.lr_g': _POSITIVE, 'search.finetune_g': BOOL,
+    'search.restarts': integer(1), 'search.eps': _POSITIVE,
+    'search.blocks': integer(1), 'search.d_input': one_of('bicubic'),
+    'search.result': one_of('best', 'last'),
+    'loss.lambda_p': _WEIGHT, 'loss.lambda_s': _WEIGHT,
+    'loss.lambda_g': _WEIGHT, 'loss.geocross_scale': _WEIGHT,
+    'loss.clamp_l2': BOOL,
     'train.num_steps': integer(0), 'train.log_every': integer(1),
     'train.eval_every': integer(0), 'train.checkpoint_every': integer(0),
     'train.keep_checkpoints': integer(1),
@@ -278,6 +292,24 @@ def _check_singan(config) -> None:
                 f'<= config.pyramid.max_size={p.max_size}')
 
 
+def _check_face_explore(config) -> None:
+  data = config.data
+  given = [k for k in ('lr_dir', 'hr_dir', 'demo') if data[k]]
+  if len(given) != 1:
+    raise ValueError('give exactly one of config.data.lr_dir, data.hr_dir, '
+                     f'data.demo (found {", ".join(given) or "none"})')
+  for key in ('lr_dir', 'hr_dir'):
+    _check_folder(f'data.{key}', data[key])
+  weights = config.prior.weights
+  if not weights:
+    raise ValueError(f'config.prior.weights is empty: give the '
+                     f'{config.prior.kind} prior file (or folder); nothing '
+                     'is downloaded')
+  if not os.path.exists(os.path.expanduser(weights)):
+    raise FileNotFoundError(f'config.prior.weights={weights!r}: no such file '
+                            'or folder')
+
+
 def _is_remote(path: str) -> bool:
   return '://' in path
 
@@ -336,6 +368,8 @@ def validate(config) -> None:
     _check_patch_method(config)
   if method == 'singan':
     _check_singan(config)
+  if method == 'face_explore':
+    _check_face_explore(config)
   _check_files(config)
 
 

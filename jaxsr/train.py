@@ -189,6 +189,8 @@ def train_and_evaluate(config, workdir: str):
         step = done
       if mngr.latest_step() != int(state.step):
         checkpoint.save(mngr, int(state.step), state)  # E.g. no stages at all.
+      if method.finish is not None and jax.process_index() == 0:
+        method.finish(state, workdir)
       if val_ds is not None and jax.process_index() == 0:
         rows, grid = held_out.evaluate_model(_model_sr(method, state, config),
                                              val_ds, config.scale, config.eval)

@@ -18,6 +18,10 @@ VARIANTS['san_sr'] = [None, 'adv001', 'official', 'psnr', 'demo', 'tiny',
 VARIANTS['singan'] = [None, 'singan', 'ttur', 'ttur_fgm', 'ttur_pgd',
                       'ttur_adaptive', 'sr', 'demo', 'sr_demo', 'tiny',
                       'sr,ttur_pgd']
+# The DCGAN prior's variants read ../shared/data/face_prior (a StyleGAN2 file
+# is the user's: the default is checked for its refusal instead).
+VARIANTS['face_explore'] = ['demo', 'demo_lfw', 'demo,pulse',
+                            'demo,no_semantic', 'demo,tiny']
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
@@ -29,11 +33,17 @@ def test_every_experiment_has_listed_variants(name):
                                       for a in args])
 def test_config_builds(name, arg):
   config = load_experiment(name, arg)
+  if name == 'face_explore' and not pathlib.Path(
+      config.prior.weights).is_dir():
+    pytest.skip(f'{config.prior.weights} is absent')
   with pytest.raises(AttributeError):
     config.not_a_field = 1  # Locked: typos in overrides are errors.
   method = methods.build(config)
   state = jax.eval_shape(method.init, base.init_key(0))
   assert state.step.shape == ()
+  if config.method == 'face_explore':  # The search is the prediction.
+    assert method.stages == () and method.finish is not None
+    return
   if config.method == 'singan':  # One stage per scale of the pyramid.
     assert [s.name for s in method.stages] == [
         f'scale_{n}' for n in range(len(state.reals))]
@@ -47,6 +57,12 @@ def test_config_builds(name, arg):
   else:
     assert names == (['psnr', 'gan'] if warmup else ['gan'])
     assert method.stages[-1].num_steps == config.train.num_steps - warmup
+
+
+def test_face_explore_default_needs_a_prior_file():
+  config = load_experiment('face_explore')
+  with pytest.raises(ValueError, match='prior.weights is empty'):
+    methods.build(config)
 
 
 def test_unknown_variant():

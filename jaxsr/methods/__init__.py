@@ -1,5 +1,6 @@
 """The one registry of methods: config.method -> build(config) -> Method."""
 
+from jaxsr.methods import face_explore
 from jaxsr.methods import lsrgan
 from jaxsr.methods import psnr
 from jaxsr.methods import san_sr
@@ -10,6 +11,7 @@ METHODS = {
     'lsrgan': lsrgan.build,
     'san_sr': san_sr.build,
     'singan': singan.build,
+    'face_explore': face_explore.build,
 }
 
 

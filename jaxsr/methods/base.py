@@ -99,6 +99,11 @@ class Method:
       be trained as it is (a GAN from a random G: `pretrained_g_check`).
     resumable_keys: config keys (fnmatch patterns) of this method that a
       rerun of a workdir may change, on top of jaxsr.workdir.RESUMABLE.
+    finish: (state, workdir) -> None, run by process 0 once the last
+      checkpoint is written, before the held-out report: the per-input
+      outputs of a method whose result is a search (face SR by latent
+      exploration writes its faces, curves and results.json). Runs again on
+      a rerun of a finished workdir, so it must skip what it wrote before.
   """
   init: Callable[[jax.Array], State]
   stages: tuple[Stage, ...]
@@ -111,6 +116,7 @@ class Method:
   num_devices: int | None = None
   check_start: Callable[[str], None] = lambda workdir: None
   resumable_keys: tuple[str, ...] = ()
+  finish: Callable[[State, str], None] | None = None
 
   def __post_init__(self):
     names = [s.name for s in self.stages]
