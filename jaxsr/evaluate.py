@@ -255,7 +255,7 @@ def conventions(scale: int, rounded_y: bool, gray: str) -> str:
 def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
         rounded_y=True, gray='asis', metrics='default',
         files=metric_suite.MetricFiles(), crop=64, grid_rows=16, names=(),
-        pair='name'):
+        pair='name', lr_eps=2e-3):
   """Evaluates, writes CSV/JSON/Markdown/PNG; returns (summary, table).
 
   Flags, folders, every image's size and the column names are checked
@@ -287,7 +287,7 @@ def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
         m.predict, lr, scale, t, overlap))(model, model_tile)
   if not sr_fns:
     raise ValueError('nothing to evaluate: give --workdir and/or --baseline')
-  scorer = metric_suite.Scorer(metric_names, scale, rounded_y, files)
+  scorer = metric_suite.Scorer(metric_names, scale, rounded_y, files, lr_eps)
   os.makedirs(out_dir, exist_ok=True)
   summary = {}
   for spec in folders:
@@ -341,6 +341,8 @@ def _define_flags():
                           [*metric_suite.METRIC_SETS,
                            *(k for k in metric_suite.METRICS
                              if k != 'psnr_std')]))
+  flags.DEFINE_float('lr_eps', 2e-3, "Metric 'success': lr_l2 <= lr_eps "
+                     "(PULSE's -eps).")
   flags.DEFINE_integer('crop', 64, 'HR size of the zoomed crops (0: none).')
   flags.DEFINE_integer('grid_rows', 16, 'Images per crop grid.')
   for field in metric_suite.MetricFiles.__dataclass_fields__.values():
@@ -358,7 +360,8 @@ def main(argv):
   summary, table = run(FLAGS.workdir, FLAGS.baseline, FLAGS.data,
                        FLAGS.scale, FLAGS.out, FLAGS.tile, FLAGS.overlap,
                        FLAGS.y == 'rounded', FLAGS.gray, FLAGS.metrics, files,
-                       FLAGS.crop, FLAGS.grid_rows, FLAGS.name, FLAGS.pair)
+                       FLAGS.crop, FLAGS.grid_rows, FLAGS.name, FLAGS.pair,
+                       FLAGS.lr_eps)
   print(table)  # The table is this command's output.
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:

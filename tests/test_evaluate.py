@@ -23,7 +23,8 @@ def test_parse_expands_sets_and_rejects_unknown_names():
   assert metric_suite.parse('psnr, lpips,psnr') == ('psnr', 'lpips')
   assert set(metric_suite.parse('all')) == {
       'psnr', 'ssim', 'psnr_rgb', 'l1_y', 'rmse', 'niqe', 'ma', 'pi', 'lpips',
-      'dists'}
+      'dists', 'lr_l2', 'success'}
+  assert metric_suite.parse('lr_consistency') == ('lr_l2', 'success')
   with pytest.raises(ValueError, match="unknown metric 'fid'"):
     metric_suite.parse('psnr,fid')
   with pytest.raises(ValueError, match='no metric'):

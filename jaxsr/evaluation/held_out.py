@@ -34,7 +34,7 @@ def score_images(images: Iterable[tuple[str, np.ndarray, np.ndarray]],
                  grid_images: int = 0) -> tuple[dict, list]:
   """({method: per-image rows}, grid rows) of SR functions on (name, HR, LR)s.
 
-  Each row is {'name': name, **scorer(sr, hr)}; grid_fn gives the grid rows
+  Each row is {'name': name, **scorer(sr, hr, lr)}; grid_fn gives the grid rows
   of each of the first `grid_images` images. A ValueError while an image is
   upscaled or scored is raised again with the image's name.
   """
@@ -43,7 +43,7 @@ def score_images(images: Iterable[tuple[str, np.ndarray, np.ndarray]],
   for i, (name, hr, lr) in enumerate(images):
     try:
       srs = {m: fn(lr) for m, fn in sr_fns.items()}
-      scores = {m: scorer(sr, hr) for m, sr in srs.items()}
+      scores = {m: scorer(sr, hr, lr) for m, sr in srs.items()}
     except ValueError as e:
       raise ValueError(f'image {name} (HR {hr.shape[0]}x{hr.shape[1]}, LR '
                        f'{lr.shape[0]}x{lr.shape[1]}): {e}') from e
@@ -82,7 +82,8 @@ def evaluate_model(sr_fn: SRFn, dataset: datasets.Dataset, scale: int,
   whole image (named, PSNR/SSIM under each SR) and a 96x96 centre crop,
   bicubic | SR | HR, as report.Rows.
   """
-  def scorer(sr, hr):
+  def scorer(sr, hr, lr):
+    del lr
     return scoring.score_pair(sr, hr, scale, eval_config.rounded_y)
   rows, grid = score_images(
       dataset_images(dataset, scale),

@@ -6,8 +6,11 @@ and 'rmse' (PIRM: Y in 0..255, shave = scale; the set value is
 sqrt(mean MSE)). Perceptual ones: 'niqe' and 'ma' on the Y of rgb2ycbcr
 with the border cropped (PIRM 2018), 'pi' = ((10 - Ma) + NIQE) / 2, and
 'lpips' / 'dists' on the whole RGB image in [0, 1] (a gray HR is replicated
-to RGB for them). Sets: 'default' (the paper-000 table), 'distortion',
-'perceptual', 'all'; or any comma-separated mix.
+to RGB for them). LR consistency (PULSE, paper 001): 'lr_l2', the mean over
+pixels and channels of (imresize(SR, 1/scale) - LR)^2 in [0, 1] units
+(MATLAB bicubic, float), and 'success', lr_l2 <= lr_eps (the set value is
+the success rate). Sets: 'default' (the paper-000 table), 'distortion',
+'perceptual', 'lr_consistency', 'all'; or any comma-separated mix.
 
 The model files these need are read once, before any image is scored, from
 `MetricFiles`; each names where to get it when missing. 'random' backbones
@@ -21,6 +24,7 @@ import importlib
 import jax
 import numpy as np
 
+from jaxsr.data import imresize
 from jaxsr.evaluation import scoring
 from jaxsr.losses import dists as dists_loss
 from jaxsr.metrics import lpips as lpips_metric
@@ -45,14 +49,20 @@ METRICS = {
     'pi': ('PI', min),
     'lpips': ('LPIPS', min),
     'dists': ('DISTS', min),
+    'lr_l2': ('LR L2', min),
+    'success': ('success', max),
 }
 DISTORTION = ('psnr', 'ssim', 'psnr_rgb', 'l1_y', 'rmse')
 PERCEPTUAL = ('niqe', 'ma', 'pi', 'lpips', 'dists')
+# LR consistency (PULSE): how far the SR, MATLAB-bicubic downscaled, is from
+# the LR it came from; success = lr_l2 <= Scorer.lr_eps.
+LR_CONSISTENCY = ('lr_l2', 'success')
 METRIC_SETS = {
     'default': ('psnr', 'ssim', 'psnr_rgb', 'l1_y'),
     'distortion': DISTORTION,
     'perceptual': PERCEPTUAL,
-    'all': DISTORTION + PERCEPTUAL,
+    'lr_consistency': LR_CONSISTENCY,
+    'all': DISTORTION + PERCEPTUAL + LR_CONSISTENCY,
 }
 _BASE = ('psnr', 'ssim', 'psnr_rgb', 'l1_y')  # From scoring.score_pair.
 
@@ -100,10 +110,11 @@ class Scorer:
   """Scores uint8 (SR, HR) pairs on the chosen metrics; loads models once."""
 
   def __init__(self, names, scale: int, rounded_y: bool = True,
-               files: MetricFiles = MetricFiles()):
+               files: MetricFiles = MetricFiles(), lr_eps: float = 2e-3):
     self.names = tuple(names)
     self.scale = scale
     self.rounded_y = rounded_y
+    self.lr_eps = lr_eps
     needs = set(self.names)
     if 'pi' in needs:
       needs |= {'ma', 'niqe'}
@@ -128,9 +139,16 @@ class Scorer:
                                         files.dists_vgg16)
       self._dists = (jax.jit(dists_loss.dists), jax.device_put(params))
 
-  def __call__(self, sr: np.ndarray, hr: np.ndarray) -> dict[str, float]:
-    """uint8 SR (H, W, 3) and HR (H, W[, 3]) -> {metric: value}."""
+  def __call__(self, sr: np.ndarray, hr: np.ndarray,
+               lr: np.ndarray | None = None) -> dict[str, float]:
+    """uint8 SR (H, W, 3), HR (H, W[, 3]) and the LR the SR was made from
+    (needed by lr_l2/success) -> {metric: value}."""
     out = {}
+    if self._needs & set(LR_CONSISTENCY):
+      if lr is None:
+        raise ValueError('lr_l2/success need the LR image')
+      out['lr_l2'] = lr_l2(sr, lr)
+      out['success'] = float(out['lr_l2'] <= self.lr_eps)
     if self._needs & set(_BASE):
       out.update(scoring.score_pair(sr, hr, self.scale, self.rounded_y))
     if 'rmse' in self._needs:
@@ -148,6 +166,18 @@ class Scorer:
       fn, params = self._dists
       out['dists'] = float(fn(_rgb(sr), _rgb(hr), params)[0])
     return {k: float(out[k]) for k in self.names}
+
+
+def lr_l2(sr: np.ndarray, lr: np.ndarray) -> float:
+  """PULSE's LR consistency of uint8 images: mean squared difference in
+  [0, 1] of the SR MATLAB-bicubic downscaled to the LR's size (float, no
+  rounding) and the LR (a gray LR is compared with each SR channel)."""
+  small = imresize.imresize(sr.astype(np.float64) / 255.0,
+                            output_shape=lr.shape[:2])
+  target = lr.astype(np.float64) / 255.0
+  if target.ndim == 2:
+    target = target[..., None]
+  return float(np.mean((small - target) ** 2))
 
 
 def summarize(rows: list[dict], names) -> dict:

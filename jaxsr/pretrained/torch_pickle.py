@@ -23,6 +23,7 @@ raises `pickle.UnpicklingError`. Tensors become C-contiguous numpy arrays
 """
 
 import collections
+import contextlib
 import io
 import os
 import pickle
@@ -160,6 +161,10 @@ class _TensorClass:
   """Stand-in for torch.Tensor / torch.nn.Parameter as a rebuild target."""
 
 
+class _Namespace:
+  """Stand-in for argparse.Namespace (training options saved as 'args')."""
+
+
 def _rebuild_from_type_v2(func, new_type, args, state):
   """Stand-in for torch._tensor._rebuild_from_type_v2 (tensors with state)."""
   del state  # Python attributes set on a tensor: not weights.
@@ -181,6 +186,7 @@ _SAFE_GLOBALS = {
     ('torch._tensor', '_rebuild_from_type_v2'): _rebuild_from_type_v2,
     ('torch', 'Tensor'): _TensorClass,
     ('torch.nn.parameter', 'Parameter'): _TensorClass,
+    ('argparse', 'Namespace'): _Namespace,  # BUILD fills its __dict__.
 }
 _SAFE_GLOBALS.update(
     {('torch', name): StorageType(name) for name in STORAGE_DTYPES}
@@ -231,6 +237,8 @@ def _finish(obj: Any) -> Any:
     return obj.materialize()
   if isinstance(obj, dict):
     return {k: _finish(v) for k, v in obj.items()}
+  if isinstance(obj, _Namespace):
+    return {k: _finish(v) for k, v in vars(obj).items()}
   if isinstance(obj, (list, tuple)):
     return type(obj)(_finish(v) for v in obj)
   if isinstance(obj, (_Storage, StorageType, _TensorClass)) or callable(obj):
@@ -299,8 +307,10 @@ def _read_zip(path: str) -> Any:
     return _safe_load(io.BytesIO(zf.read(pkls[0])), load_storage)
 
 
-def _read_legacy(path: str) -> Any:
-  with open(path, 'rb') as f:
+def _read_legacy(path: str, stream: BinaryIO | None = None) -> Any:
+  """The legacy file at path (or in `stream`, named path) -> its object."""
+  opened = open(path, 'rb') if stream is None else contextlib.nullcontext(stream)
+  with opened as f:
     magic = _safe_load(f)
     if magic != LEGACY_MAGIC:
       raise ValueError(
@@ -317,7 +327,9 @@ def _read_legacy(path: str) -> Any:
     if not isinstance(sys_info, dict):
       raise ValueError(f'{path}: legacy sys_info is a {type(sys_info)}')
     little = bool(sys_info.get('little_endian', True))
-    file_size = os.fstat(f.fileno()).st_size
+    start = f.tell()
+    file_size = f.seek(0, io.SEEK_END)
+    f.seek(start)
     roots = {}
 
     def load_storage(pid):

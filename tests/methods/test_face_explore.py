@@ -105,3 +105,66 @@ def test_search_reaches_a_prior_face_within_eps(shared_data, lambda_s):
   assert np.all(np.asarray(out['lr_l2']) <= cfg.eps), out['lr_l2']
   # Started elsewhere: the first iterate was far from the LR.
   assert np.all(np.asarray(out['curves']['l2'][:, 0]) > 10 * cfg.eps)
+
+
+def test_evaluate_scores_lr_consistency(demo_run, tmp_path):
+  """python -m jaxsr.evaluate on a face workdir: PSNR/SSIM and PULSE's LR
+  consistency and success rate, next to bicubic."""
+  from jaxsr import evaluate  # pylint: disable=g-import-not-at-top
+  _, workdir = demo_run
+  hr_dir = tmp_path / 'faces_32px'
+  for name in ('prior_000', 'prior_001'):
+    io.write_image(hr_dir / f'{name}.png',
+                   io.read_image(os.path.join(workdir, 'sr', name + '.png')))
+  summary, _ = evaluate.run([workdir], 'bicubic', [str(hr_dir)], 8,
+                            str(tmp_path / 'eval'), metrics='psnr,ssim,'
+                            'lr_consistency', crop=0)
+  scores = summary['faces_32px']
+  for column in ('bicubic', 'run'):
+    assert scores[column]['num_images'] == 2
+    assert 0.0 <= scores[column]['success'] <= 1.0
+    assert scores[column]['lr_l2'] >= 0.0
+  # MATLAB bicubic up then down is near the identity on smooth faces.
+  assert scores['bicubic']['lr_l2'] < 2e-3
+
+
+def test_lr_l2_metric_on_known_values():
+  from jaxsr.evaluation import metric_suite  # pylint: disable=g-import-not-at-top
+  sr = np.full((16, 16, 3), 200, np.uint8)
+  lr = np.full((4, 4, 3), 100, np.uint8)
+  want = (100 / 255) ** 2  # imresize keeps a constant image constant.
+  assert metric_suite.lr_l2(sr, lr) == pytest.approx(want, rel=1e-9)
+  scorer = metric_suite.Scorer(('lr_l2', 'success'), 4, lr_eps=want * 1.01)
+  assert scorer(sr, sr, lr) == {'lr_l2': pytest.approx(want), 'success': 1.0}
+  scorer = metric_suite.Scorer(('success',), 4, lr_eps=want * 0.99)
+  assert scorer(sr, sr, lr) == {'success': 0.0}
+  with pytest.raises(ValueError, match='need the LR'):
+    scorer(sr, sr)
+
+
+def test_a_stylegan2_file_runs_the_method(tmp_path):
+  """The same method over a StyleGAN2 prior (a generated rosinality .pt of
+  the real key layout, 32 px): W+ rows, trainable noise, the geodesic loss."""
+  # pylint: disable=g-import-not-at-top
+  from tests.pretrained import test_stylegan2 as sg2
+  rng = np.random.default_rng(0)
+  sds = (sg2.ref.random_generator_sd(rng, sg2._RES, sg2._S, sg2._MLP, sg2._CH),
+         sg2.ref.random_discriminator_sd(rng, sg2._RES, sg2._CH),
+         sg2.ref.random_generator_sd(rng, sg2._RES, sg2._S, sg2._MLP, sg2._CH),
+         rng.standard_normal(sg2._S).astype(np.float32))
+  weights = tmp_path / 'ffhq-32.pt'
+  sg2._save_rosinality(weights, sds)
+  config = helpers.experiment_config(
+      'face_explore', 'tiny', **{
+          'prior.weights': str(weights), 'prior.stats_samples': 2000,
+          'prior.trainable_noise': 2, 'data.demo': 'prior', 'scale': 8,
+          'data.num_faces': 1, 'data.batch_size': 1})
+  workdir = str(tmp_path / 'run')
+  train.train_and_evaluate(config, workdir)
+  results = json.loads(open(os.path.join(workdir, 'results.json')).read())
+  assert [r['name'] for r in results['faces']] == ['prior_000']
+  lines = open(os.path.join(workdir, 'curves', 'prior_000.csv')).readlines()
+  geocross = [float(line.split(',')[4]) for line in lines[1:]]
+  assert min(geocross) > 0  # 8 W+ rows at 32 px: the geodesic loss is on.
+  assert io.read_image(os.path.join(workdir, 'sr', 'prior_000.png')).shape == (
+      32, 32, 3)
