@@ -142,29 +142,34 @@ def test_lr_l2_metric_on_known_values():
     scorer(sr, sr)
 
 
+@pytest.mark.slow
 def test_a_stylegan2_file_runs_the_method(tmp_path):
   """The same method over a StyleGAN2 prior (a generated rosinality .pt of
-  the real key layout, 32 px): W+ rows, trainable noise, the geodesic loss."""
+  the real key layout, 16 px to keep the compile short): W+ rows, trainable
+  noise, the geodesic loss, D's block features."""
   # pylint: disable=g-import-not-at-top
+  from tests.models import numpy_stylegan2 as ref
   from tests.pretrained import test_stylegan2 as sg2
   rng = np.random.default_rng(0)
-  sds = (sg2.ref.random_generator_sd(rng, sg2._RES, sg2._S, sg2._MLP, sg2._CH),
-         sg2.ref.random_discriminator_sd(rng, sg2._RES, sg2._CH),
-         sg2.ref.random_generator_sd(rng, sg2._RES, sg2._S, sg2._MLP, sg2._CH),
-         rng.standard_normal(sg2._S).astype(np.float32))
-  weights = tmp_path / 'ffhq-32.pt'
-  sg2._save_rosinality(weights, sds)
+  res, style, mlp, channels = 16, 8, 2, (6, 5, 4)
+  sds = (ref.random_generator_sd(rng, res, style, mlp, channels),
+         ref.random_discriminator_sd(rng, res, channels),
+         ref.random_generator_sd(rng, res, style, mlp, channels),
+         rng.standard_normal(style).astype(np.float32))
+  weights = tmp_path / 'ffhq-16.pt'
+  sg2._save_rosinality(weights, sds)  # pylint: disable=protected-access
   config = helpers.experiment_config(
       'face_explore', 'tiny', **{
           'prior.weights': str(weights), 'prior.stats_samples': 2000,
-          'prior.trainable_noise': 2, 'data.demo': 'prior', 'scale': 8,
-          'data.num_faces': 1, 'data.batch_size': 1})
+          'prior.trainable_noise': 2, 'data.demo': 'prior', 'scale': 4,
+          'search.blocks': 2, 'data.num_faces': 1, 'data.batch_size': 1})
   workdir = str(tmp_path / 'run')
   train.train_and_evaluate(config, workdir)
   results = json.loads(open(os.path.join(workdir, 'results.json')).read())
   assert [r['name'] for r in results['faces']] == ['prior_000']
   lines = open(os.path.join(workdir, 'curves', 'prior_000.csv')).readlines()
-  geocross = [float(line.split(',')[4]) for line in lines[1:]]
-  assert min(geocross) > 0  # 8 W+ rows at 32 px: the geodesic loss is on.
+  rows = [[float(v) for v in line.split(',')] for line in lines[1:]]
+  assert min(r[4] for r in rows) > 0  # 6 W+ rows: the geodesic loss is on.
+  assert min(r[3] for r in rows) > 0  # D's features: the semantic loss too.
   assert io.read_image(os.path.join(workdir, 'sr', 'prior_000.png')).shape == (
-      32, 32, 3)
+      16, 16, 3)
