@@ -27,12 +27,9 @@ JAX step draws from its keys.
 """
 
 import argparse
-import json
 import math
 import os
-import pathlib
 import statistics
-import sys
 import time
 
 import jax
@@ -47,6 +44,7 @@ from jaxsr.methods import singan
 from jaxsr.models import singan as nets
 
 import configs  # benchmarks/configs.py, beside this script.
+import report  # benchmarks/report.py.
 from torch_twin import check as twin_check
 from torch_twin import singan as twin
 
@@ -202,7 +200,7 @@ def step_inputs(bench: JaxSinGAN, state):
   key = jax.random.fold_in(bench.rng, state.step)
   k_noise, k_d = jax.random.split(key)
   h, w = bench.net.sizes[0]
-  # singan._noise at scale 0: one grey channel; then singan._pad.
+  # singan_generate.noise at scale 0: one grey channel; then .pad.
   z = jnp.broadcast_to(jax.random.normal(k_noise, (1, h, w, 1)), (1, h, w, 3))
   p = nets.PAD
   z = jnp.pad(z, ((0, 0), (p, p), (p, p), (0, 0)))
@@ -447,14 +445,9 @@ def main():
                  pyramid_config='demo', scales_config=title,
                  device=jax_device.device_kind, repeats=args.repeats,
                  load_average=os.getloadavg())
-  if args.json:
-    pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
-  if failures:
-    print('\nTWIN CHECK FAILED:\n  ' + '\n  '.join(failures))
-    sys.exit(1)
-  if args.check:
-    print('\ntwin check passed: forward outputs and one iteration\'s losses '
-          'agree within tolerance')
+  report.finish(results, args.json, failures, args.check,
+                "forward outputs and one iteration's losses agree within "
+                'tolerance')
 
 
 if __name__ == '__main__':

@@ -19,11 +19,8 @@ read n/a. `--device gpu` runs both on the first GPU (jax gpu + torch cuda).
 """
 
 import argparse
-import json
 import os
-import pathlib
 import statistics
-import sys
 import time
 
 import jax
@@ -34,6 +31,7 @@ from jaxsr import methods
 from jaxsr.methods import base
 
 import configs  # benchmarks/configs.py, beside this script.
+import report  # benchmarks/report.py.
 
 try:
   import torch
@@ -329,14 +327,9 @@ def main():
   print_table(rows, peak)
   for note in dict.fromkeys(notes):
     print(f'\n{note}')
-  if args.json:
-    pathlib.Path(args.json).write_text(json.dumps(rows, indent=2))
-  if failures:
-    print('\nTWIN CHECK FAILED:\n  ' + '\n  '.join(failures))
-    sys.exit(1)
-  if args.check:
-    print('\ntwin check passed: every forward output and first-step loss '
-          'agrees within tolerance')
+  report.finish(rows, args.json, failures, args.check,
+                'every forward output and first-step loss agrees within '
+                'tolerance')
 
 
 if __name__ == '__main__':

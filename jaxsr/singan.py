@@ -93,11 +93,11 @@ def sample_files(workdir: str, num: int, size: tuple[float, float],
   `inception` (a local Inception .pth), also sifid.json: each sample's SIFID
   against the training image (the official layer, jaxsr.metrics.sifid)."""
   from jaxsr.evaluation import report  # pylint: disable=g-import-not-at-top
-  from jaxsr.methods import singan  # pylint: disable=g-import-not-at-top
+  from jaxsr.methods import singan_generate  # pylint: disable=g-import-not-at-top
   from jaxsr.metrics import sifid  # pylint: disable=g-import-not-at-top
   variables = sifid_variables(inception) if inception else None  # Early.
   _, net, state = load(workdir, run)
-  fn = jax.jit(lambda s, k: singan.sample(
+  fn = jax.jit(lambda s, k: singan_generate.sample(
       s, k, net=net, num=num, scale_v=size[0], scale_h=size[1],
       start_scale=start_scale))
   images = to_uint8(fn(state, jax.random.key(seed)))
@@ -126,11 +126,11 @@ def sample_files(workdir: str, num: int, size: tuple[float, float],
 def sr_file(workdir: str, factor: float, out: str, input_path: str = '',
             seed: int = 0, run: int = 0) -> str:
   """SR of the training image (or input_path) by factor, written to out."""
-  from jaxsr.methods import singan  # pylint: disable=g-import-not-at-top
+  from jaxsr.methods import singan_generate  # pylint: disable=g-import-not-at-top
   _, net, state = load(workdir, run)
   lr = (from_uint8(io.read_image(input_path)) if input_path
         else state.reals[-1][None])
-  sr = jax.jit(lambda s, x, k: singan.super_resolve(
+  sr = jax.jit(lambda s, x, k: singan_generate.super_resolve(
       s, x, k, net=net, factor=factor))(state, lr, jax.random.key(seed))
   io.write_image(out, to_uint8(sr)[0])
   logging.info('%dx%d -> %s (%dx%d)', lr.shape[1], lr.shape[2], out,
@@ -141,13 +141,13 @@ def sr_file(workdir: str, factor: float, out: str, input_path: str = '',
 def paint_file(workdir: str, paint: str, inject_scale: int, out: str,
                seed: int = 0, run: int = 0) -> str:
   """Paint-to-image: the painting injected at inject_scale, written to out."""
-  from jaxsr.methods import singan  # pylint: disable=g-import-not-at-top
+  from jaxsr.methods import singan_generate  # pylint: disable=g-import-not-at-top
   _, net, state = load(workdir, run)
 
   def run(s, p, k):
-    start = singan.paint_input(s, p, inject_scale, net=net)
-    return singan.sample(s, k, net=net, start_scale=inject_scale,
-                         inject=start)
+    start = singan_generate.paint_input(s, p, inject_scale, net=net)
+    return singan_generate.sample(s, k, net=net, start_scale=inject_scale,
+                                  inject=start)
 
   image = jax.jit(run)(state, from_uint8(io.read_image(paint)),
                        jax.random.key(seed))

@@ -1,4 +1,4 @@
-"""Test set-up: four forced CPU devices, a compilation cache, ../shared/data."""
+"""Test set-up: four forced CPU devices, a compilation cache, ../shared/data, a shared tiny SinGAN run."""
 
 import atexit
 import os
@@ -34,3 +34,18 @@ def shared_data():
   if not SHARED_DATA.is_dir():
     pytest.skip(f'{SHARED_DATA} is absent')
   return SHARED_DATA
+
+
+@pytest.fixture(scope='session')
+def singan_tiny_run(tmp_path_factory):
+  """(workdir, final state on the host) of experiments/singan.py:tiny (2
+  scales x 2 iterations, a checkpoint per step), trained once per session
+  for the tests that only read a finished run. Copy the workdir before
+  writing into it."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from jaxsr import train  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp('singan_tiny')
+  state = train.train_and_evaluate(helpers.experiment_config('singan', 'tiny'),
+                                   str(workdir))
+  return workdir, jax.device_get(state)

@@ -1,6 +1,7 @@
 """The notebooks run top to bottom (tiny variants) and are stored without outputs."""
 
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -46,7 +47,11 @@ def test_notebook_runs_top_to_bottom(tmp_path):
   assert (tmp_path / 'run' / 'eval' / 'results.md').exists()
 
 
-def test_singan_notebook_runs_top_to_bottom(tmp_path):
+def test_singan_notebook_runs_top_to_bottom(singan_tiny_run, tmp_path):
+  # WORKDIR holds the session's finished tiny run (the same config): the
+  # notebook's training cell resumes it, and its sampling and paint cells
+  # write into this copy. SR_WORKDIR trains from scratch in the notebook.
+  shutil.copytree(singan_tiny_run[0], tmp_path / 'run')
   _execute(SINGAN, f"VARIANT = 'tiny'\nSR_VARIANT = 'sr,tiny'\n"
            f"WORKDIR = {str(tmp_path / 'run')!r}\n"
            f"SR_WORKDIR = {str(tmp_path / 'sr')!r}", tmp_path)

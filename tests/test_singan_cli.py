@@ -8,19 +8,16 @@ import numpy as np
 import pytest
 
 from jaxsr import singan as cli
-from jaxsr import train
 from jaxsr.data import imresize
 from jaxsr.data import io
 from tests import helpers
 
 
-@pytest.fixture(scope='module')
-def workdir(tmp_path_factory):
-  """A 2-scale SinGAN trained 2 iterations per scale (experiments ':tiny')."""
-  path = tmp_path_factory.mktemp('singan')
-  train.train_and_evaluate(helpers.experiment_config('singan', 'tiny'),
-                           str(path))
-  return path
+@pytest.fixture
+def workdir(singan_tiny_run):
+  """A 2-scale SinGAN trained 2 iterations per scale (experiments ':tiny'),
+  trained once per session (tests/conftest.py); the commands only read it."""
+  return singan_tiny_run[0]
 
 
 def test_sample_writes_numbered_pngs_at_the_asked_size(workdir, tmp_path):

@@ -5,7 +5,8 @@ downscale (uint8, `jaxsr.data.imresize`), a SinGAN pyramid trained on that
 LR alone (`python -m jaxsr.main` semantics: its own workdir under
 OUT/runs/<name>, so a rerun resumes; LRs of one size are trained together
 as one stacked, vmapped run, each pyramid as if alone), its SR by `scale`
-(`jaxsr.methods.singan.super_resolve`), and bicubic upscaling of the same LR.
+(`jaxsr.methods.singan_generate.super_resolve`), and bicubic upscaling of
+the same LR.
 
 Scores (`jaxsr.metrics.rmse`, `jaxsr.metrics.niqe`): RMSE on the Y channel
 of uint8 images (MATLAB rgb2ycbcr, 0..255) with `scale` pixels shaved, per

@@ -20,12 +20,13 @@ z_opt every iteration, a quirk we do not copy).
 
 Every image of the pyramid and every network, optimizer state, z_opt and
 noise amplitude live in the state, so a checkpoint alone samples,
-super-resolves and paints. Images are NHWC in [-1, 1] inside this module.
+super-resolves and paints (`jaxsr.methods.singan_generate`). The training
+images and their pyramid come from `jaxsr.data.single_image`. Images are
+NHWC in [-1, 1] inside this module.
 """
 
 import dataclasses
 import functools
-from typing import Any
 
 import flax
 import jax
@@ -35,18 +36,16 @@ import optax
 
 from jaxsr import config_lib
 from jaxsr.attacks import perturbations
-from jaxsr.data import demo
-from jaxsr.data import imresize
-from jaxsr.data import io
 from jaxsr.data import pyramid as pyramid_lib
+from jaxsr.data import single_image
 from jaxsr.losses import adversarial
 from jaxsr.methods import base
+from jaxsr.methods import singan_generate as generation
 from jaxsr.methods import stacked
 from jaxsr.models import singan as nets
 
 MODES = ('none', 'fgm', 'pgd', 'adaptive')
 TARGETS = ('last_layer', 'input')
-DATA_KEYS = {'image', 'images', 'demo_image', 'crop', 'downscale'}
 PYRAMID_KEYS = {'task', 'scale_factor', 'min_size', 'max_size', 'sr_min_size'}
 MODEL_KEYS = {'base_features', 'max_features'}
 LOSS_KEYS = {'alpha', 'gp_weight', 'd_steps', 'g_steps', 'noise_amp'}
@@ -91,114 +90,6 @@ class Losses:
   d_steps: int
   g_steps: int
   noise_amp: float  # noise_amp_init (0.1).
-
-
-def source_image(data_config, path: str = '') -> np.ndarray:
-  """path, else config.data.image, else the embedded demo image,
-  centre-cropped to a crop x crop square when data.crop > 0: the HR of
-  `load_image`."""
-  path = path or data_config.image
-  if path:
-    image = io.read_image(path)
-  else:
-    (_, image), = demo.load([data_config.demo_image])
-  crop = int(data_config.get('crop', 0))
-  if crop:
-    h, w = image.shape[:2]
-    if crop > min(h, w):
-      raise ValueError(f'config.data.crop={crop} is larger than the '
-                       f'{h}x{w} image')
-    top, left = (h - crop) // 2, (w - crop) // 2
-    image = image[top:top + crop, left:left + crop]
-  return image
-
-
-def load_image(data_config, path: str = '') -> np.ndarray:
-  """The training image: `source_image`, MATLAB-bicubic downscaled by
-  data.downscale (after a modcrop) when it is > 1, so that an SR run's
-  output can be scored against the source (the demo's x4 SR)."""
-  image = source_image(data_config, path)
-  factor = int(data_config.get('downscale', 1))
-  if factor > 1:
-    image = imresize.imresize(imresize.modcrop(image, factor), 1 / factor)
-  return image
-
-
-def make_pyramid(pyramid_config, scale: int, height: int, width: int
-                 ) -> pyramid_lib.Pyramid:
-  """The pyramid of the task: 'samples' (official rules) or 'sr' (r = s^(1/k))."""
-  if pyramid_config.task == 'samples':
-    return pyramid_lib.for_samples(height, width, pyramid_config.scale_factor,
-                                   pyramid_config.min_size,
-                                   pyramid_config.max_size)
-  if pyramid_config.task == 'sr':
-    return pyramid_lib.for_sr(height, width, scale, pyramid_config.sr_min_size)
-  raise ValueError(f'config.pyramid.task={pyramid_config.task!r}; expected '
-                   "'samples' or 'sr'")
-
-
-def _pad(x: jax.Array) -> jax.Array:
-  """Zero padding by 5 on each side (the official m_noise / m_image)."""
-  p = nets.PAD
-  return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
-
-
-def _noise(key, n: int, size: tuple[int, int], num: int = 1) -> jax.Array:
-  """N(0, 1) noise (num, H, W, 3): one grey channel at scale 0 (official)."""
-  if n == 0:
-    return jnp.broadcast_to(jax.random.normal(key, (num, *size, 1)),
-                            (num, *size, 3))
-  return jax.random.normal(key, (num, *size, 3))
-
-
-def _fit(x: jax.Array, size: tuple[int, int]) -> jax.Array:
-  """Crops (as the official [:H, :W]) or, when smaller, bilinearly resizes
-  (the official `upsampling`) x to (N, H, W, C)."""
-  if x.shape[1] >= size[0] and x.shape[2] >= size[1]:
-    return x[:, :size[0], :size[1]]
-  return jax.image.resize(x, (x.shape[0], *size, x.shape[3]), 'bilinear')
-
-
-def upsample(x: jax.Array, factor: float, size: tuple[int, int]) -> jax.Array:
-  """x (N, h, w, 3) in [-1, 1] resized by 1/factor (MATLAB bicubic), clipped
-  to [-1, 1] as the official norm() does, and fitted to size."""
-  up = imresize.imresize_jax(x, 1.0 / factor)
-  return _fit(jnp.clip(up, -1., 1.), size)
-
-
-@dataclasses.dataclass(frozen=True)
-class Nets:
-  """The per-scale modules and the pyramid's static facts."""
-  gens: tuple[nets.Generator, ...]
-  discs: tuple[nets.Discriminator, ...]
-  sizes: tuple[tuple[int, int], ...]
-  factor: float
-
-  def generate(self, state, n: int, z_in, prev_p, train: bool = False):
-    """G_n(z_in, prev_p); (output, batch_stats after it)."""
-    variables = state.g[n]
-    if not train:
-      return self.gens[n].apply(variables, z_in, prev_p, train=False), (
-          variables['batch_stats'])
-    out, updates = self.gens[n].apply(variables, z_in, prev_p, train=True,
-                                      mutable=['batch_stats'])
-    return out, updates['batch_stats']
-
-  def draw(self, state, n: int, key: jax.Array | None, num: int = 1):
-    """The input of scale n from the frozen scales 0..n-1 (official
-    draw_concat): a random sample (key given) or the reconstruction from the
-    z_opt (key None); zeros at scale 0. (num, H_n, W_n, 3)."""
-    image = jnp.zeros((num, *self.sizes[0], 3))
-    for i in range(n):
-      if key is None:
-        z = state.z_opt[i]
-      else:
-        z = _pad(_noise(jax.random.fold_in(key, i), i, self.sizes[i], num))
-      prev_p = _pad(image)
-      out, _ = self.generate(state, i, state.noise_amp[i] * z + prev_p,
-                             prev_p)
-      image = upsample(out, self.factor, self.sizes[i + 1])
-    return image
 
 
 def _with_tail_offset(params, delta):
@@ -282,14 +173,15 @@ def _scale_step(state, batch, rng, constants, *, n, net, g_tx, d_tx,
   size = net.sizes[n]
   real = state.reals[n][None]
   amp = state.noise_amp[n]
-  noise_ = _pad(_noise(k_noise, n, size))  # One draw per iteration.
+  # One draw per iteration.
+  noise_ = generation.pad(generation.noise(k_noise, n, size))
   gen, disc = net.gens[n], net.discs[n]
 
   def d_body(carry, j):
     # A new sample of the coarser scales each D step, the same noise_.
     g_vars, d_vars, d_opt, u, _ = carry
     k_prev, k_gp = jax.random.split(jax.random.fold_in(k_d, j))
-    prev_p = _pad(net.draw(state, n, k_prev))
+    prev_p = generation.pad(net.draw(state, n, k_prev))
     z_in = amp * noise_ + prev_p
     fake, up = gen.apply(g_vars, z_in, prev_p, train=True,
                          mutable=['batch_stats'])
@@ -307,7 +199,7 @@ def _scale_step(state, batch, rng, constants, *, n, net, g_tx, d_tx,
       d_body, init, jnp.arange(losses.d_steps), unroll=True)
 
   # The G steps read the last D step's noise and coarser sample (official).
-  rec_p = _pad(net.draw(state, n, None))
+  rec_p = generation.pad(net.draw(state, n, None))
   rec_in = amp * state.z_opt[n] + rec_p
 
   def g_loss_fn(params, stats):
@@ -369,9 +261,9 @@ def _init(rng, *, net, reals, g_tx, d_tx, target: str):
     d.append(d_vars)
     g_opt.append(g_tx.init(g_vars['params']))
     d_opt.append(d_tx.init(d_vars['params']))
-    z = (_noise(keys[-1], 0, (h, w)) if n == 0
+    z = (generation.noise(keys[-1], 0, (h, w)) if n == 0
          else jnp.zeros((1, h, w, 3)))
-    z_opt.append(_pad(z))
+    z_opt.append(generation.pad(z))
     rows = perturbations.kernel_matrix(
         _attacked_kernel(d_vars['params'], target)).shape[0]
     v = jax.random.normal(keys[3 * n + 2], (rows,))
@@ -383,76 +275,9 @@ def _init(rng, *, net, reals, g_tx, d_tx, target: str):
       noise_amp=jnp.ones((len(reals),), jnp.float32), u=tuple(u))
 
 
-def super_resolve(state, lr: jax.Array, key: jax.Array, *, net,
-                  factor: float) -> jax.Array:
-  """SR by `factor` (official SR.py, paper §5.4): k times, upscale by
-  r = s^(1/k) and refine with the finest G (eval mode), mixing in its noise
-  amplitude times fresh noise (grey the first time, as the official
-  SinGAN_generate's first scale); cropped to int(factor * size).
-
-  lr: (N, h, w, 3) in [-1, 1] -> (N, int(s h), int(s w), 3).
-  """
-  r, k = pyramid_lib.sr_steps(factor)
-  last = len(net.sizes) - 1
-  image = lr
-  for j in range(k):
-    up = jnp.clip(imresize.imresize_jax(image, r), -1., 1.)
-    up_p = _pad(up)
-    z = _pad(_noise(jax.random.fold_in(key, j), j, up.shape[1:3],
-                    up.shape[0]))
-    image, _ = net.generate(state, last, state.noise_amp[last] * z + up_p,
-                            up_p)
-  h, w = lr.shape[1:3]
-  return image[:, :int(factor * h), :int(factor * w)]
-
-
-def sample(state, key: jax.Array, *, net, num: int = 1,
-           scale_v: float = 1.0, scale_h: float = 1.0, start_scale: int = 0,
-           inject: jax.Array | None = None) -> jax.Array:
-  """Random samples (official SinGAN_generate): (num, H', W', 3) in [-1, 1].
-
-  Scale n is round(scale_v H_n) x round(scale_h W_n). Scales below
-  `start_scale` use the reconstruction noise z_opt (same size only). With
-  `inject` (num, H, W, 3), generation starts at `start_scale` from that
-  image (paint-to-image), the coarser scales skipped.
-  """
-  sizes = [(round(scale_v * h), round(scale_h * w)) for h, w in net.sizes]
-  if start_scale and (scale_v, scale_h) != (1.0, 1.0) and inject is None:
-    raise ValueError('start_scale > 0 reuses the reconstruction noise, which '
-                     'exists at the training size only: use scale 1.0,1.0')
-  first = start_scale if inject is not None else 0
-  image = (jnp.zeros((num, *sizes[0], 3)) if inject is None
-           else _fit(inject, sizes[first]))
-  for n in range(first, len(sizes)):
-    if n > first:
-      image = upsample(image, net.factor, sizes[n])
-    if n < start_scale and inject is None:
-      z = jnp.broadcast_to(state.z_opt[n], (num, *state.z_opt[n].shape[1:]))
-    else:
-      z = _pad(_noise(jax.random.fold_in(key, n), n, sizes[n], num))
-    prev_p = _pad(image)
-    image, _ = net.generate(state, n, state.noise_amp[n] * z + prev_p, prev_p)
-  return image
-
-
-def paint_input(state, paint: jax.Array, inject_scale: int, *, net
-                ) -> jax.Array:
-  """The official paint2image input at scale n >= 1: the paint (N, H, W, 3)
-  in [-1, 1], fitted to the finest size, downscaled to scale n-1 and
-  upscaled back to scale n."""
-  if not 1 <= inject_scale < len(net.sizes):
-    raise ValueError(f'inject_scale must be in 1..{len(net.sizes) - 1}, got '
-                     f'{inject_scale}')
-  top = len(net.sizes) - 1
-  paint = imresize.imresize_jax(paint, output_shape=net.sizes[top])
-  down = imresize.imresize_jax(paint, net.factor**(top - inject_scale + 1))
-  down = jnp.clip(_fit(down, net.sizes[inject_scale - 1]), -1., 1.)
-  return upsample(down, net.factor, net.sizes[inject_scale])
-
-
 def _predict(state, inputs, rng, *, net, factor):
-  sr = super_resolve(state, inputs['lr'] * 2. - 1., rng, net=net,
-                     factor=factor)
+  sr = generation.super_resolve(state, inputs['lr'] * 2. - 1., rng, net=net,
+                                factor=factor)
   return (sr + 1.) / 2.
 
 
@@ -478,10 +303,7 @@ def steps_per_call_auto() -> int:
 
 
 def _check(config) -> None:
-  config_lib.check_keys(config.data, DATA_KEYS, 'data')
-  if config.data.get('images') and config.data.image:
-    raise ValueError('give config.data.image (one run) or config.data.images '
-                     '(several, stacked), not both')
+  single_image.check(config.data)
   config_lib.check_keys(config.pyramid, PYRAMID_KEYS, 'pyramid')
   config_lib.check_keys(config.model, MODEL_KEYS, 'model')
   config_lib.check_keys(config.loss, LOSS_KEYS, 'loss')
@@ -505,42 +327,31 @@ def _check(config) -> None:
                      'must be >= 2')
 
 
-def build_nets(config, pyramid: pyramid_lib.Pyramid) -> Nets:
+def build_nets(config, pyramid: pyramid_lib.Pyramid) -> generation.Nets:
   """The per-scale G and D of a pyramid (widths per config.model)."""
   widths = [nets.features_at(n, config.model.base_features,
                              config.model.max_features)
             for n in range(pyramid.num_scales)]
-  return Nets(gens=tuple(nets.Generator(features=w) for w in widths),
-              discs=tuple(nets.Discriminator(features=w) for w in widths),
-              sizes=pyramid.sizes, factor=pyramid.factor)
+  return generation.Nets(
+      gens=tuple(nets.Generator(features=w) for w in widths),
+      discs=tuple(nets.Discriminator(features=w) for w in widths),
+      sizes=pyramid.sizes, factor=pyramid.factor)
 
 
-def load_images(data_config) -> list[np.ndarray]:
-  """The training images: each of data.images (runs trained together, one
-  size), else the one `load_image`."""
-  paths = tuple(data_config.get('images', ()) or ())
-  images = [load_image(data_config, p) for p in paths] or [
-      load_image(data_config)]
-  shapes = sorted({im.shape for im in images})
-  if len(shapes) > 1:
-    raise ValueError('config.data.images are trained as one stacked run and '
-                     f'must share one size; got {shapes}')
-  return images
-
-
-def image_and_nets(config) -> tuple[np.ndarray, list[np.ndarray], Nets]:
+def image_and_nets(config) -> tuple[np.ndarray, list[np.ndarray],
+                                     generation.Nets]:
   """The (first) training image, its pyramid images and the networks."""
-  image = load_images(config.data)[0]
-  pyramid = make_pyramid(config.pyramid, config.scale, *image.shape[:2])
-  return image, pyramid_lib.images(image, pyramid), build_nets(config,
-                                                                 pyramid)
+  images, pyramid = single_image.load(config.data, config.pyramid,
+                                      config.scale)
+  return images[0], pyramid_lib.images(images[0], pyramid), build_nets(
+      config, pyramid)
 
 
 def build(config) -> base.Method:
   """SinGAN from config.{data,pyramid,model,loss,optim,adversarial,singan}."""
   _check(config)
-  images = load_images(config.data)
-  pyramid = make_pyramid(config.pyramid, config.scale, *images[0].shape[:2])
+  images, pyramid = single_image.load(config.data, config.pyramid,
+                                      config.scale)
   net = build_nets(config, pyramid)
   reals = [pyramid_lib.images(image, pyramid) for image in images]
   losses = Losses(alpha=float(config.loss.alpha),

@@ -11,8 +11,10 @@ from jaxsr import checkpoint
 from jaxsr import methods
 from jaxsr import train
 from jaxsr.data import imresize
+from jaxsr.data import single_image
 from jaxsr.methods import base
 from jaxsr.methods import singan
+from jaxsr.methods import singan_generate
 from jaxsr.models import singan as nets
 from tests import helpers
 
@@ -65,9 +67,10 @@ def test_enter_sets_the_noise_amplitude_from_the_reconstruction_rmse(tiny):
 
 
 def _nets(widths, sizes):
-  return singan.Nets(gens=tuple(nets.Generator(w) for w in widths),
-                     discs=tuple(nets.Discriminator(w) for w in widths),
-                     sizes=tuple(sizes), factor=0.8)
+  return singan_generate.Nets(
+      gens=tuple(nets.Generator(w) for w in widths),
+      discs=tuple(nets.Discriminator(w) for w in widths),
+      sizes=tuple(sizes), factor=0.8)
 
 
 def test_warm_start_copies_the_previous_scale_only_when_widths_match():
@@ -160,12 +163,14 @@ def test_the_critic_step_and_its_attack(tiny, mode, target):
                             state.d[0]['params']['tail']['kernel'])
 
 
-def test_a_scale_killed_midway_resumes_exactly(tmp_path, monkeypatch):
-  """Stopped right after the checkpoint of step 4 (inside scale 1, entered
-  at step 3): the rerun must not enter scale 1 again, and ends where an
-  uninterrupted run ends."""
-  config = _config(**{'singan.iters_per_scale': 3})
-  straight = train.train_and_evaluate(config, str(tmp_path / 'a'))
+def test_a_scale_killed_midway_resumes_exactly(singan_tiny_run, tmp_path,
+                                               monkeypatch):
+  """Stopped right after the checkpoint of step 3 (inside scale 1, entered
+  at step 2, one of its 2 iterations done): the rerun must not enter scale
+  1 again, and ends where an uninterrupted run of the same config (the
+  session's, tests/conftest.py) ends."""
+  config = _config()
+  _, straight = singan_tiny_run
   save = checkpoint.save
 
   class Killed(Exception):
@@ -173,7 +178,7 @@ def test_a_scale_killed_midway_resumes_exactly(tmp_path, monkeypatch):
 
   def save_then_die(mngr, step, state):
     save(mngr, step, state)
-    if step == 4:
+    if step == 3:
       mngr.wait_until_finished()
       raise Killed()
 
@@ -182,9 +187,9 @@ def test_a_scale_killed_midway_resumes_exactly(tmp_path, monkeypatch):
     train.train_and_evaluate(config, str(tmp_path / 'b'))
   monkeypatch.setattr(checkpoint, 'save', save)
   resumed = train.train_and_evaluate(config, str(tmp_path / 'b'))
-  assert int(resumed.step) == int(straight.step) == 3 * len(config_sizes(
-      config))
-  jax.tree.map(np.testing.assert_array_equal, jax.device_get(straight),
+  assert int(resumed.step) == int(straight.step) == 2 * len(config_sizes(
+      config)) == 4
+  jax.tree.map(np.testing.assert_array_equal, straight,
                jax.device_get(resumed))
 
 
@@ -195,8 +200,8 @@ def config_sizes(config):
 def test_samples_at_any_size_and_from_a_start_scale(tiny):
   _, _, net, _, state = tiny
   key = jax.random.key(0)
-  wide = jax.jit(lambda s, k: singan.sample(s, k, net=net, num=3,
-                                            scale_v=1.0, scale_h=1.5))
+  wide = jax.jit(lambda s, k: singan_generate.sample(
+      s, k, net=net, num=3, scale_v=1.0, scale_h=1.5))
   samples = wide(state, key)
   h, w = net.sizes[-1]
   assert samples.shape == (3, h, round(1.5 * w), 3)
@@ -204,11 +209,11 @@ def test_samples_at_any_size_and_from_a_start_scale(tiny):
   np.testing.assert_array_equal(samples, wide(state, key))
   # From the last scale: every coarser scale is the reconstruction, so the
   # samples differ only by the finest scale's noise.
-  fine = jax.jit(lambda s, k: singan.sample(
+  fine = jax.jit(lambda s, k: singan_generate.sample(
       s, k, net=net, num=2, start_scale=len(net.sizes) - 1))(state, key)
   assert fine.shape == (2, h, w, 3)
   with pytest.raises(ValueError, match='reconstruction noise'):
-    singan.sample(state, key, net=net, scale_v=2.0, start_scale=1)
+    singan_generate.sample(state, key, net=net, scale_v=2.0, start_scale=1)
 
 
 @pytest.mark.parametrize('factor,size', [(4, (21, 17)), (2, (21, 17))])
@@ -219,7 +224,7 @@ def test_sr_is_exactly_factor_times_the_input(tiny, factor, size):
     sr = jax.jit(method.predict)(state, {'lr': (lr + 1) / 2},
                                  jax.random.key(2))
   else:
-    sr = jax.jit(lambda s, x, k: singan.super_resolve(
+    sr = jax.jit(lambda s, x, k: singan_generate.super_resolve(
         s, x, k, net=net, factor=factor))(state, lr, jax.random.key(2))
   assert sr.shape == (1, factor * size[0], factor * size[1], 3)
 
@@ -227,13 +232,13 @@ def test_sr_is_exactly_factor_times_the_input(tiny, factor, size):
 def test_paint_input_and_generation(tiny):
   _, _, net, _, state = tiny
   paint = jax.random.uniform(jax.random.key(3), (1, 40, 50, 3)) * 2 - 1
-  start = singan.paint_input(state, paint, 1, net=net)
+  start = singan_generate.paint_input(state, paint, 1, net=net)
   assert start.shape == (1, *net.sizes[1], 3)
-  out = singan.sample(state, jax.random.key(0), net=net, start_scale=1,
-                      inject=start)
+  out = singan_generate.sample(state, jax.random.key(0), net=net,
+                               start_scale=1, inject=start)
   assert out.shape == (1, *net.sizes[-1], 3)
   with pytest.raises(ValueError, match='inject_scale'):
-    singan.paint_input(state, paint, 0, net=net)
+    singan_generate.paint_input(state, paint, 0, net=net)
 
 
 def test_bad_configs_are_named():
@@ -276,13 +281,13 @@ def test_demo_sr_trains_on_the_bicubic_lr_of_a_centre_crop():
   assert helpers.load_experiment('singan', 'sr').data.downscale == 1
   (_, chelsea), = demo.load(['chelsea'])
   assert chelsea.shape == (300, 451, 3)
-  hr = singan.source_image(config.data)
+  hr = single_image.source_image(config.data)
   # Centre 256 x 256: rows 22..277, columns 97..352.
   np.testing.assert_array_equal(hr, chelsea[22:278, 97:353])
-  lr = singan.load_image(config.data)
+  lr = single_image.load_image(config.data)
   assert lr.shape == (64, 64, 3) and lr.dtype == np.uint8
   # MATLAB bicubic x1/4 with antialiasing: close to the 4x4 box mean.
   box = hr.reshape(64, 4, 64, 4, 3).astype(np.float64).mean((1, 3))
   assert np.mean(np.abs(lr - box)) < 4.0
   with pytest.raises(ValueError, match='crop=400 is larger'):
-    singan.source_image(_config('sr_demo', **{'data.crop': 400}).data)
+    single_image.source_image(_config('sr_demo', **{'data.crop': 400}).data)
