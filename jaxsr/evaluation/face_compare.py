@@ -10,10 +10,15 @@ is taken from the first).
 
 import json
 import os
+import pathlib
 from collections.abc import Sequence
 
 from jaxsr import config_lib
+from jaxsr.models import dcgan
 
+# The repository's experiment file (found from the package, not the cwd).
+CONFIG_FILE = str(pathlib.Path(__file__).resolve().parents[2] / 'experiments'
+                  / 'face_explore.py')
 # Column name -> experiments/face_explore.py variant added to the base one.
 METHODS = {'pulse': 'pulse', 'ours_no_ls': 'no_semantic', 'ours': ''}
 SETS = {'prior': 'demo', 'lfw': 'demo_lfw'}
@@ -26,10 +31,18 @@ def configs(config_file: str, weights: str, scales: Sequence[int],
             sets: Sequence[str], faces: int, extra: str = ''):
   """[(run name, config)] of the comparison from config_file
   (experiments/face_explore.py) with `extra` variants added to each."""
-  out = []
+  if not sets or not scales:
+    raise ValueError(f'nothing to compare: sets {list(sets)}, scales '
+                     f'{list(scales)}')
   for face_set in sets:
     if face_set not in SETS:
       raise ValueError(f'face set {face_set!r}: expected one of {list(SETS)}')
+  for scale in scales:  # The demo sets' prior is the 32 px DCGAN.
+    if scale < 1 or dcgan.RESOLUTION % scale:
+      raise ValueError(f'scale {scale}: expected a divisor of the DCGAN '
+                       f"prior's size, {dcgan.RESOLUTION} px")
+  out = []
+  for face_set in sets:
     for scale in scales:
       for column, variant in METHODS.items():
         arg = ','.join(t for t in (SETS[face_set], variant, extra) if t)
@@ -37,6 +50,8 @@ def configs(config_file: str, weights: str, scales: Sequence[int],
         config.prior.weights = weights
         config.scale = scale
         config.data.num_faces = faces
+        if faces:  # A batch never pads beyond the faces there are.
+          config.data.batch_size = min(config.data.batch_size, faces)
         out.append((f'{face_set}_x{scale}_{column}', config))
   return out
 
@@ -74,15 +89,15 @@ def markdown(table: dict) -> str:
 
 def run(weights: str, out_dir: str, scales=(8, 4), sets=('prior', 'lfw'),
         faces: int = 16, extra: str = '',
-        config_file: str = 'experiments/face_explore.py') -> str:
+        config_file: str = CONFIG_FILE) -> str:
   """Runs (or resumes) every run of the comparison; returns the Markdown."""
   # pylint: disable=g-import-not-at-top
   from jaxsr import config_check
-  from jaxsr import train
   runs = configs(config_file, weights, scales, sets, faces, extra)
   for _, config in runs:  # Every config is checked before any run starts.
     config.lock()
     config_check.validate(config)
+  from jaxsr import train  # After the checks: it imports TensorFlow (~10 s).
   for name, config in runs:
     train.train_and_evaluate(config, os.path.join(out_dir, name))
   table = gather(out_dir, [n for n, _ in runs])

@@ -6,6 +6,8 @@ For each face `name` the workdir gets
   best/<name>.png    the lowest-loss iterate, last/<name>.png the final one,
   lr/<name>.png      the LR next to the downscaled SR (both upscaled by
                      pixel repetition to the SR's size, so they can be seen),
+  hr/<name>.png      the HR face, when the faces have one (LR | SR | HR
+                     grids from the workdir alone),
   curves/<name>.csv  every loss term at every iteration (and a .png plot),
 and results.json: per face `lr_l2` (PULSE's L2, the mean squared difference
 in [0, 1] of the downscaled result and the LR), `success` (lr_l2 <= eps),
@@ -84,17 +86,20 @@ def save_curves(path_stem: str, curves: dict) -> None:
     w.writerow(['iteration'] + terms)
     for j in range(n):
       w.writerow([j + 1] + [f'{float(curves[t][j]):.6g}' for t in terms])
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use('Agg')
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, axes = plt.subplots(1, len(terms), figsize=(3 * len(terms), 2.4))
+  # A bare Figure (no pyplot): the caller's backend, e.g. a notebook's
+  # inline one, is left as it is.
+  from matplotlib import figure  # pylint: disable=g-import-not-at-top
+  fig = figure.Figure(figsize=(3 * len(terms), 2.4))
+  # Fixed margins: tight_layout renders the figure once more (~1 s a face
+  # on a busy 2-core CPU, for every face of every run).
+  fig.subplots_adjust(left=0.06, right=0.98, bottom=0.12, top=0.88,
+                      wspace=0.35)
+  axes = np.atleast_1d(fig.subplots(1, len(terms)))
   for ax, t in zip(axes, terms):
     ax.plot(np.arange(1, n + 1), np.asarray(curves[t]))
     ax.set_title(t, fontsize=9)
     ax.tick_params(labelsize=7)
-  fig.tight_layout()
   fig.savefig(path_stem + '.png', dpi=80)
-  plt.close(fig)
 
 
 def mosaic(images: Sequence[np.ndarray]) -> np.ndarray:
@@ -145,8 +150,10 @@ def _face_row(name, out, i, lr, hr, scale, eps) -> tuple[dict, np.ndarray]:
   return row, sr
 
 
-def _write_face(workdir, name, out, i, lr, sr) -> None:
+def _write_face(workdir, name, out, i, lr, hr, sr) -> None:
   io.write_image(os.path.join(workdir, 'sr', name + '.png'), sr)
+  if hr is not None:
+    io.write_image(os.path.join(workdir, 'hr', name + '.png'), hr)
   for which in ('best', 'last'):
     io.write_image(os.path.join(workdir, which, name + '.png'),
                    color.to_uint8(np.asarray(out[which][i])))
@@ -185,6 +192,9 @@ def run(faces: Sequence, search: SearchFn, workdir: str, *, scale: int,
   fold_in(key, i), whatever batch it lands in. A batch smaller than
   batch_size is padded with copies of its last face (one compiled shape).
   """
+  if not faces:
+    raise ValueError(f'no faces to search for {workdir} (an empty '
+                     'data.lr_dir or data.hr_dir?)')
   results = load_results(workdir)
   done = {r['name']: r for r in results.get('faces', [])}
   todo = [i for i, (name, _, _) in enumerate(faces) if name not in done
@@ -201,7 +211,7 @@ def run(faces: Sequence, search: SearchFn, workdir: str, *, scale: int,
     for j, i in enumerate(indices):
       name, lr, hr = faces[i]
       row, sr = _face_row(name, out, j, lr, hr, scale, eps)
-      _write_face(workdir, name, out, j, lr, sr)
+      _write_face(workdir, name, out, j, lr, hr, sr)
       done[name] = row
       if not row['success']:
         logging.warning('face %s: lr_l2 %.5f > eps %.5f: no face found that '

@@ -8,7 +8,8 @@ g_buffers (`jaxsr.pretrained.mapping_stats`); the remaining noise maps are
 fixed maps in g_buffers. Images are HWC in [-1, 1] at full resolution.
 
 g_params is the synthesis tree (what online fine-tuning updates), g_buffers
-{'w_mean': (S,), 'w_std': (S,), 'noise': tuple of fixed (H, W) maps},
+{'w_mean': (S,), 'w_std': (S,), 'noise': tuple of fixed (H, W) maps, and
+'mapping': the mapping network's tree, read only by `render`},
 d_params the discriminator tree ({} when the file has none: discriminate
 then raises).
 """
@@ -93,7 +94,27 @@ def prior(g_params, g_buffers, d_params, *, resolution: int,
     logit, feats = disc.apply({'params': d_params}, jnp.asarray(image)[None])
     return logit[0], tuple(f[0] for f in feats)
 
+  def render(g_params, g_buffers, z):
+    """Native sampling: z (N, S) ~ N(0, I) -> mapping -> w on every row;
+    the trainable noise maps are drawn from a fixed key."""
+    if 'mapping' not in g_buffers:
+      raise ValueError('this StyleGAN2 prior was built without its mapping '
+                       'network: it cannot render native latents')
+    n_mlp = len(g_buffers['mapping'])
+    w = stylegan2.Mapping(style_dim, n_mlp).apply(
+        {'params': g_buffers['mapping']}, z)
+    keys = jax.random.split(jax.random.key(0), max(trainable_noise, 1))
+    noise = tuple(jax.random.normal(keys[i], shapes[i])
+                  for i in range(trainable_noise)) + tuple(g_buffers['noise'])
+    n = z.shape[0]
+    return synthesis.apply(
+        {'params': g_params}, jnp.repeat(w[:, None], rows, axis=1),
+        [jnp.broadcast_to(m, (n,) + m.shape) for m in noise])
+
   return gan_prior.GanPrior(
       name=name, resolution=resolution, g_params=g_params,
       g_buffers=g_buffers, d_params=d_params, sample_latent=sample_latent,
-      generate=generate, discriminate=discriminate, w_rows=w_rows)
+      generate=generate, discriminate=discriminate, w_rows=w_rows,
+      latent_dim=style_dim,
+      sample_native=lambda key, n: jax.random.normal(key, (n, style_dim)),
+      render=render)

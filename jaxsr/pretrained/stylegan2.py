@@ -429,7 +429,8 @@ def random_prior(key: jax.Array, *, resolution: int = 256,
                                     min(stats_samples, 16384))
   g_buffers = {'w_mean': mean, 'w_std': std,
                'noise': stylegan2_prior.fixed_noise(key, resolution,
-                                                    trainable_noise)}
+                                                    trainable_noise),
+               'mapping': g_params['mapping']}
   as_jax = lambda t: jax.tree.map(jnp.asarray, t)
   return stylegan2_prior.prior(
       as_jax(g_params['synthesis']), as_jax(g_buffers), as_jax(d_params),
@@ -469,6 +470,7 @@ def load_prior(path: str | os.PathLike, *, key: jax.Array,
                                                     trainable_noise)}
   if imported.latent_avg is not None:
     g_buffers['latent_avg'] = imported.latent_avg
+  g_buffers['mapping'] = imported.g_params['mapping']
   return stylegan2_prior.prior(
       as_jax(imported.g_params['synthesis']), as_jax(g_buffers),
       as_jax(imported.d_params) if imported.d_params is not None else {},

@@ -258,6 +258,31 @@ def test_prior_matches_numpy(rosinality_file, sds):
                                rtol=1e-4)
 
 
+def test_render_is_native_sampling(rosinality_file, sds):
+  """render(z): mapping, w on every W+ row, synthesis (as Generator(z)),
+  against the numpy transcription; what `python -m jaxsr.faces sample` uses."""
+  g, _, _, _ = sds
+  prior = importer.load_prior(rosinality_file, key=jax.random.key(1),
+                              trainable_noise=2, stats_samples=64,
+                              stats_chunk=32, need_d=False)
+  assert prior.latent_dim == _S
+  z = np.asarray(prior.sample_native(jax.random.key(3), 2))
+  assert z.shape == (2, _S)
+  images = np.asarray(jax.jit(prior.render)(prior.g_params, prior.g_buffers,
+                                            z))
+  w = ref.mapping(g, z, _MLP)
+  keys = jax.random.split(jax.random.key(0), 2)  # render's trainable maps.
+  shapes = [(4, 4), (8, 8)]
+  noises = [np.float64(jax.random.normal(k, s))[None, None].repeat(2, 0)
+            for k, s in zip(keys, shapes)]
+  noises += [np.float64(n)[None, None].repeat(2, 0)
+             for n in prior.g_buffers['noise']]
+  rows = 8
+  want = ref.generator(g, np.repeat(w[:, None], rows, axis=1), noises)
+  np.testing.assert_allclose(images, want.transpose(0, 2, 3, 1), atol=2e-4,
+                             rtol=1e-4)
+
+
 def test_random_prior_gradients_reach_the_latent_and_g():
   prior = importer.random_prior(
       jax.random.key(0), resolution=8, channels=(8, 6), style_dim=4,
