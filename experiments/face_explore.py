@@ -9,10 +9,10 @@
 
 There is nothing to train: the run checkpoints the prior (so that evaluate
 and restore work from the workdir alone) and searches every input face,
-writing sr/<name>.png, best/<name>.png, lr/<name>.png (the LR next to the
-downscaled SR), curves/<name>.csv|.png and results.json (per-face lr_l2 and
-PULSE's success lr_l2 <= eps; PSNR/SSIM/NIQE and bicubic's when HR faces are
-given).
+writing sr/<name>.png, best/ and last/<name>.png, lr/<name>.png (the LR next
+to the downscaled SR), hr/<name>.png (with HR faces), curves/<name>.csv|.png
+and results.json (per-face lr_l2 and PULSE's success lr_l2 <= eps;
+PSNR/SSIM/NIQE and bicubic's when HR faces are given).
 
 Variants (comma-separated):
 - 'dcgan': the offline prior, the 32x32 CelebA DCGAN of ../shared/data/
