@@ -1,0 +1,47 @@
+"""benchmarks/faces.py --check: the PyTorch twin of the face search agrees with jaxsr's.
+
+The twin (benchmarks/torch_twin/) is an independent PyTorch writing of the
+DCGAN prior and of PULSE's search (its SphericalOptimizer, LambdaLR
+schedule and losses); the check compares it with jaxsr's search of 2 faces
+for 2 iterations on the real shared DCGAN (random weights when absent).
+"""
+
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+
+torch = pytest.importorskip('torch')
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'
+
+
+def _load(name: str):
+  sys.path.insert(0, str(BENCHMARKS))
+  try:
+    spec = importlib.util.spec_from_file_location(
+        f'benchmarks_{name}', BENCHMARKS / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+  finally:
+    sys.path.remove(str(BENCHMARKS))
+
+
+@pytest.mark.slow
+def test_twin_check_passes_and_catches_a_different_g():
+  faces = _load('faces')
+  cpu = torch.device('cpu')
+  setup = faces.dcgan_setup(cpu)
+  ref = faces.jax_reference(setup, batch=2, steps=2)
+  results, failures = faces.compare(setup, ref, cpu)
+  assert not failures, failures
+  for mode in ('vmap', 'loop'):
+    assert results[mode]['image0_max_abs_diff'] < faces.IMAGE_ATOL
+  # The same comparison must notice a twin G that differs slightly.
+  with torch.no_grad():
+    setup.g.deconv4.bias.add_(1e-3)
+  _, failures = faces.compare(setup, ref, cpu)
+  assert any('first image' in f for f in failures), failures
+  assert any('iteration 0 l2' in f for f in failures), failures
