@@ -254,13 +254,8 @@ def time_row(setup: Setup, batch: int, iters: int, repeats: int, jax_device,
     return out
 
   torch_call(1)  # Warm-up (allocator, kernel selection), untimed.
-  times = {'jax': [], 'torch': []}
-  pairs = [('jax', jax_call), ('torch', torch_call)]
-  for r in range(repeats):
-    for name, fn in (pairs if r % 2 == 0 else pairs[::-1]):
-      t1 = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - t1)
+  times = report.alternating_times({'jax': jax_call, 'torch': torch_call},
+                                   repeats)
   per = lambda name: statistics.median(times[name]) / iters / batch
   row = {'prior': setup.label, 'resolution': prior.resolution,
          'lr_size': setup.lr_size, 'scale': setup.scale, 'batch': batch,

@@ -269,13 +269,8 @@ def time_scale(bench: JaxSinGAN, n: int, repeats: int, device) -> dict:
 
   jax_call()
   torch_call()
-  times = {'jax': [], 'torch': []}
-  pairs = [('jax', jax_call), ('torch', torch_call)]
-  for r in range(repeats):
-    for name, fn in (pairs if r % 2 == 0 else pairs[::-1]):
-      t0 = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - t0)
+  times = report.alternating_times({'jax': jax_call, 'torch': torch_call},
+                                   repeats)
   jax_s = 100 * statistics.median(times['jax']) / k
   torch_s = 100 * statistics.median(times['torch']) / k
   h, w = bench.net.sizes[n]

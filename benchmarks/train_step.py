@@ -212,15 +212,11 @@ def run(name: str, args, jax_device, torch_device,
     jax_step()
     if torch_step is not None:
       torch_step()
-  jax_times, torch_times = [], []
-  for r in range(args.repeats):
-    pairs = [(jax_step, jax_times)]
-    if torch_step is not None:
-      pairs.append((torch_step, torch_times))
-    for fn, times in (pairs if r % 2 == 0 else pairs[::-1]):
-      t0 = time.perf_counter()
-      fn()
-      times.append(time.perf_counter() - t0)
+  calls = {'jax': jax_step}
+  if torch_step is not None:
+    calls['torch'] = torch_step
+  times = report.alternating_times(calls, args.repeats)
+  jax_times, torch_times = times['jax'], times.get('torch', [])
   jax_s = statistics.median(jax_times)
   torch_s = statistics.median(torch_times) if torch_times else None
   gflop = jax_step.flops / 1e9

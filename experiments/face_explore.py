@@ -26,17 +26,15 @@ Variants (comma-separated):
 
 import ml_collections
 
+from jaxsr import config_lib
+
 ConfigDict = ml_collections.ConfigDict
 VARIANTS = ('dcgan', 'pulse', 'no_semantic', 'demo', 'demo_lfw', 'tiny')
 
 
 def get_config(arg=None):
   """The paper's method (StyleGAN2 prior, x16), or variants (module doc)."""
-  tokens = [t for t in (arg or '').split(',') if t]
-  unknown = [t for t in tokens if t not in VARIANTS]
-  if unknown:
-    raise ValueError(f'unknown variant(s) {unknown}; expected a comma-'
-                     f'separated list of {VARIANTS}')
+  tokens = config_lib.variant_tokens(arg, VARIANTS)
   config = ConfigDict()
   config.method = 'face_explore'
   config.seed = 0

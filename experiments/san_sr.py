@@ -56,11 +56,7 @@ def _official(config) -> None:
 
 def _tokens(arg) -> list[str]:
   """The variant string's comma-separated tokens, validated."""
-  tokens = [t for t in (arg or '').split(',') if t]
-  unknown = [t for t in tokens if t not in VARIANTS]
-  if unknown:
-    raise ValueError(f'unknown variant(s) {unknown}; expected a comma-'
-                     f'separated list of {VARIANTS[1:]}')
+  tokens = config_lib.variant_tokens(arg, VARIANTS[1:])
   for group in GROUPS:
     chosen = [t for t in tokens if t in group]
     if len(chosen) > 1:

@@ -22,6 +22,8 @@ E.g. `experiments/singan.py:sr,ttur_pgd` is Table 4's "SinGAN+TTUR+PGD" row.
 
 import ml_collections
 
+from jaxsr import config_lib
+
 ConfigDict = ml_collections.ConfigDict
 TRAINING = ('singan', 'ttur', 'ttur_fgm', 'ttur_pgd', 'ttur_adaptive')
 OTHERS = ('sr', 'demo', 'sr_demo', 'tiny')
@@ -45,11 +47,7 @@ def _training(config, name: str) -> None:
 
 def get_config(arg=None):
   """The paper's method on one image, or variants (see the module doc)."""
-  tokens = [t for t in (arg or '').split(',') if t]
-  unknown = [t for t in tokens if t not in TRAINING + OTHERS]
-  if unknown:
-    raise ValueError(f'unknown variant(s) {unknown}; expected a comma-'
-                     f'separated list of {TRAINING + OTHERS}')
+  tokens = config_lib.variant_tokens(arg, TRAINING + OTHERS)
   config = ConfigDict()
   config.method = 'singan'
   config.seed = 0

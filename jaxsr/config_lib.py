@@ -29,6 +29,17 @@ def load_file(spec: str) -> ConfigDict:
   return config
 
 
+def variant_tokens(arg: str | None, allowed) -> list[str]:
+  """The comma-separated variants of an experiment's `arg` ('' and None:
+  none), each checked against `allowed` (ValueError naming the unknown)."""
+  tokens = [t for t in (arg or '').split(',') if t]
+  unknown = [t for t in tokens if t not in allowed]
+  if unknown:
+    raise ValueError(f'unknown variant(s) {unknown}; expected a comma-'
+                     f'separated list of {tuple(allowed)}')
+  return tokens
+
+
 def check_keys(section, allowed, name: str) -> None:
   """Raises ValueError naming the unknown keys of config.<name> and the valid ones."""
   unknown = set(section.keys()) - set(allowed)
