@@ -8,9 +8,10 @@ Prints one Markdown table: seconds per search iteration per face for the
 DCGAN prior (the real ../shared/data/face_prior weights when present, else
 random; x8, 4x4 -> 32x32) and a 256 px StyleGAN2 with random weights (x16,
 16x16 -> 256x256; --sg2_channel_multiplier 2: config-f widths), batch 1 and
-16, for jaxsr's search (`latent_search.search_batch`: one jitted program,
-lax.scan over the iterations, faces vmapped, each with its own fine-tuned
-copy of G; compile seconds reported, not counted) and the twin
+16, for jaxsr's search as `jaxsr.main` runs it (`latent_search.stepped_search`:
+jitted pieces of --steps_per_call iterations, lax.scan within a piece, faces
+vmapped, each with its own fine-tuned copy of G; 0 = 1 per call on the CPU,
+50 on a GPU; compile seconds reported, not counted) and the twin
 (benchmarks/torch_twin/faces.py: the same losses and optimizers, per-face G
 copies by torch.func.vmap, or a loop with --torch_batching loop), with the
 ratio JAX/torch (> 1: JAX slower). A row's time is the whole search of
@@ -47,6 +48,7 @@ import numpy as np
 import torch
 
 from jaxsr.data import imresize
+from jaxsr.methods import base
 from jaxsr.methods import latent_search
 from jaxsr.models import dcgan
 from jaxsr.pretrained import dcgan as dcgan_import
@@ -118,13 +120,14 @@ def initial_latents(prior, keys):
       keys)
 
 
-def search_fn(setup: Setup, cfg: latent_search.SearchConfig):
-  """jit(search_batch) over (keys, lr01, g_params, g_buffers, d_params)."""
-  def run(keys, lr01, g_params, g_buffers, d_params):
-    return latent_search.search_batch(
-        keys, lr01, g_params, prior=setup.prior, g_buffers=g_buffers,
-        d_params=d_params, scale=setup.scale, cfg=cfg)
-  return jax.jit(run)
+def search_fn(setup: Setup, cfg: latent_search.SearchConfig,
+              steps_per_call: int = 0):
+  """The search as face_explore runs it: (keys, lr01, g_params, g_buffers,
+  d_params) -> search_batch's output, dispatched `steps_per_call` iterations
+  at a time (0: base.steps_per_call_auto, 1 on CPU)."""
+  return latent_search.stepped_search(
+      prior=setup.prior, scale=setup.scale, cfg=cfg,
+      steps_per_call=steps_per_call or base.steps_per_call_auto())
 
 
 def twin_weights(cfg: latent_search.SearchConfig) -> twin.Weights:
@@ -230,7 +233,7 @@ def print_check(label: str, results: dict) -> None:
 # Timing --------------------------------------------------------------------
 
 def time_row(setup: Setup, batch: int, iters: int, repeats: int, jax_device,
-             torch_device, batching: str) -> dict:
+             torch_device, batching: str, steps_per_call: int = 0) -> dict:
   """Seconds per iteration per face, JAX and twin interleaved."""
   cfg = latent_search.SearchConfig(steps=iters, restarts=1)
   prior = setup.prior
@@ -238,15 +241,16 @@ def time_row(setup: Setup, batch: int, iters: int, repeats: int, jax_device,
   lr = lr_faces(setup, jax.random.split(jax.random.key(4), batch))
   args = jax.device_put((keys, lr, prior.g_params, prior.g_buffers,
                          prior.d_params), jax_device)
+  search = search_fn(setup, cfg, steps_per_call)
   t0 = time.perf_counter()
-  compiled = search_fn(setup, cfg).lower(*args).compile()
-  compile_s = time.perf_counter() - t0
+  jax.block_until_ready(search(*args))  # Compiles its pieces.
+  first_s = time.perf_counter() - t0
   z0, noise0 = twin_inputs(initial_latents(prior, keys), torch_device)
   t = twin.FaceSearchTwin(setup.g, setup.d, twin.nchw(lr).to(torch_device),
                           prior.resolution, twin_weights(cfg), batching)
 
   def jax_call():
-    jax.block_until_ready(compiled(*args))
+    jax.block_until_ready(search(*args))
 
   def torch_call(steps=iters):
     out = t.search(z0, noise0, steps)
@@ -261,7 +265,9 @@ def time_row(setup: Setup, batch: int, iters: int, repeats: int, jax_device,
          'lr_size': setup.lr_size, 'scale': setup.scale, 'batch': batch,
          'iters': iters,
          'torch_batching': 'direct' if batch == 1 else t.batching,
-         'compile_s': compile_s, 'jax_s_per_it_face': per('jax'),
+         'steps_per_call': steps_per_call or base.steps_per_call_auto(),
+         'compile_s': first_s - statistics.median(times['jax']),
+         'jax_s_per_it_face': per('jax'),
          'torch_s_per_it_face': per('torch'),
          'jax_spread': max(times['jax']) / min(times['jax']),
          'torch_spread': max(times['torch']) / min(times['torch'])}
@@ -271,12 +277,13 @@ def time_row(setup: Setup, batch: int, iters: int, repeats: int, jax_device,
 
 def print_table(rows: list, skipped: list) -> None:
   print('\nSeconds per search iteration per face (JAX compile not counted)\n')
-  print('| prior | LR -> HR | batch | iters | torch G copies | JAX compile s '
-        '| JAX s/it/face | torch s/it/face | JAX/torch |')
-  print('|---|---|---|---|---|---|---|---|---|')
+  print('| prior | LR -> HR | batch | iters | JAX its/call | torch G copies '
+        '| JAX compile s | JAX s/it/face | torch s/it/face | JAX/torch |')
+  print('|---|---|---|---|---|---|---|---|---|---|')
   for r in rows:
     print(f'| {r["prior"]} | {r["lr_size"]}->{r["resolution"]} | '
-          f'{r["batch"]} | {r["iters"]} | {r["torch_batching"]} | '
+          f'{r["batch"]} | {r["iters"]} | {r["steps_per_call"]} | '
+          f'{r["torch_batching"]} | '
           f'{r["compile_s"]:.1f} | {r["jax_s_per_it_face"]:.4g} | '
           f'{r["torch_s_per_it_face"]:.4g} | {r["ratio"]:.2f} |')
   for note in skipped:
@@ -310,6 +317,9 @@ def main():
   parser.add_argument('--torch_batching', choices=('vmap', 'loop'),
                       default='vmap', help='per-face G copies in the twin')
   parser.add_argument('--sg2_channel_multiplier', type=int, default=2)
+  parser.add_argument('--steps_per_call', type=int, default=0,
+                      help='JAX iterations per dispatch (0: 1 on CPU, 50 on '
+                      'GPU)')
   parser.add_argument('--torch_threads', type=int, default=os.cpu_count())
   parser.add_argument('--json', default=None, help='write the results here')
   args = parser.parse_args()
@@ -368,10 +378,12 @@ def main():
           if sg2 and b > 1 and args.quick and args.device == 'cpu':
             skipped.append(f'{setup.label} | {setup.lr_size}->'
                            f'{setup.prior.resolution} | {b} | skipped with '
-                           '--quick on the CPU (run without --quick) | | | | |')
+                           '--quick on the CPU (run without --quick) | | | | '
+                           '| |')
             continue
           rows.append(time_row(setup, b, iters, repeats, jax_device,
-                               torch_device, args.torch_batching))
+                               torch_device, args.torch_batching,
+                               args.steps_per_call))
           print(f'  {rows[-1]}', flush=True)
 
   load = ', '.join(f'{x:.1f}' for x in os.getloadavg())

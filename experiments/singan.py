@@ -106,7 +106,7 @@ def get_config(arg=None):
   config.singan = ConfigDict(dict(
       iters_per_scale=2000,  # Official niter.
       # Iterations per dispatch (lax.scan over them): 0 = 50 on GPU/TPU, 1 on
-      # CPU (methods/singan.py steps_per_call_auto says why).
+      # CPU (methods/base.py steps_per_call_auto says why).
       steps_per_call=0,
   ))
   config.train = ConfigDict(dict(log_every=50, eval_every=0,

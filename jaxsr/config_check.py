@@ -186,6 +186,7 @@ RULES = {
     'search.restarts': integer(1), 'search.eps': _POSITIVE,
     'search.blocks': integer(1), 'search.d_input': one_of('bicubic'),
     'search.result': one_of('best', 'last'),
+    'search.steps_per_call': integer(0),
     'loss.lambda_p': _WEIGHT, 'loss.lambda_s': _WEIGHT,
     'loss.lambda_g': _WEIGHT, 'loss.geocross_scale': _WEIGHT,
     'loss.clamp_l2': BOOL,

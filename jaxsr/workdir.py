@@ -41,6 +41,7 @@ RESUMABLE = (
     'optim.microbatch_size',  # The same mean gradient, in pieces.
     'ema.predict',  # Which of the trained G's predicts; both are in the state.
     'singan.steps_per_call',  # Steps per dispatch; the same steps.
+    'search.steps_per_call',
 )
 
 

@@ -70,6 +70,19 @@ class Stage:
                        f'{self.steps_per_call}; expected >= 1')
 
 
+def steps_per_call_auto() -> int:
+  """Iterations per dispatch where a config says 0: 50 on GPU/TPU, 1 on CPU.
+
+  The convs of SinGAN and of a latent search are small, so on an accelerator
+  one call per iteration is dominated by dispatch. On XLA:CPU a rolled
+  lax.scan of an iteration runs its convolutions' gradients on a generic
+  path: SinGAN's coarsest demo scale 5.6x slower per iteration than one call
+  each (0.68 vs 0.12 s), a 256 px StyleGAN2 search 185 vs 84 s
+  (benchmarks/RESULTS.md); the RRDBNet micro-batches met the same cost.
+  """
+  return 1 if jax.default_backend() == 'cpu' else 50
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
   """A method's pure functions; `jaxsr.train` knows nothing else about it.

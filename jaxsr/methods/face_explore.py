@@ -79,11 +79,19 @@ def build(config) -> base.Method:
     lr = inputs['lr']
     return search(state, jax.random.split(rng, lr.shape[0]), lr)['result']
 
+  stepped = latent_search.stepped_search(
+      prior=prior, scale=scale, cfg=cfg,
+      steps_per_call=(config.search.steps_per_call
+                      or base.steps_per_call_auto()))
+
   def finish(state, workdir):
     faces = faces_lib.load(config.data, scale, prior.resolution,
                            _prior_faces(prior, config.seed))
+    def search_fn(keys, lr01):
+      return stepped(keys, lr01, state.g_params, state.g_buffers,
+                     state.d_params)
     face_search.run(
-        faces, functools.partial(jax.jit(search), state), workdir,
+        faces, search_fn, workdir,
         scale=scale, eps=cfg.eps, batch_size=config.data.batch_size,
         key=jax.random.fold_in(jax.random.key(config.seed), 3))
 

@@ -136,33 +136,38 @@ def _z_schedule(cfg: SearchConfig) -> optax.Schedule:
   return schedules.linear1cycledrop(cfg.lr_z, cfg.steps)
 
 
-def search_one(key: jax.Array, lr01: jax.Array, g_params, *, prior, g_buffers,
-               d_params, scale: int, cfg: SearchConfig) -> dict:
-  """One face, one random start: cfg.steps iterations under lax.scan.
+def _start(key: jax.Array, lr01: jax.Array, g_params, *, prior, d_params,
+           hr_size, cfg: SearchConfig) -> dict:
+  """The carry of one face's random start before its first iteration."""
+  latent = prior.sample_latent(key)
+  z_tx, g_tx = _optimizers(cfg)
+  return dict(latent=latent, g=g_params, z_opt=z_tx.init(latent),
+              g_opt=g_tx.init(g_params) if cfg.finetune_g else (),
+              target_feats=(d_features(prior, d_params, lr01, cfg.blocks)
+                            if cfg.lambda_s else ()),
+              best=jnp.zeros(hr_size + (3,), jnp.float32),
+              best_loss=jnp.asarray(jnp.inf, jnp.float32),
+              best_step=jnp.int32(0),
+              best_l2=jnp.asarray(jnp.inf, jnp.float32))
 
-  Returns {'best': SR at the lowest total loss, 'last': SR after the last
-  update, 'best_loss', 'best_step', 'best_l2' (PULSE's L2 of the best
-  iterate), 'last_l2', 'g_change' (global norm of the fine-tuning's change
-  of G), 'curves': {term: (steps,)} of each iterate before its update}.
-  """
-  hr_size = (lr01.shape[0] * scale, lr01.shape[1] * scale)
-  target_feats = (d_features(prior, d_params, lr01, cfg.blocks)
-                  if cfg.lambda_s else ())
+
+def _optimizers(cfg: SearchConfig):
+  return (spherical.spherical(optax.adam(_z_schedule(cfg))),
+          optax.adam(cfg.lr_g))
+
+
+def _iterate(carry: dict, js: jax.Array, lr01: jax.Array, *, prior,
+             g_buffers, d_params, hr_size, cfg: SearchConfig):
+  """Iterations js (a 1-D int array of their indices) of one start under
+  lax.scan: (carry, {term: (len(js),)} of each iterate before its update)."""
   loss = functools.partial(loss_terms, prior=prior, g_buffers=g_buffers,
                            d_params=d_params, hr_size=hr_size, cfg=cfg)
   grad = jax.value_and_grad(loss, argnums=(0, 1), has_aux=True)
-  z_tx = spherical.spherical(optax.adam(_z_schedule(cfg)))
-  g_tx = optax.adam(cfg.lr_g)
-  latent = prior.sample_latent(key)
-  image0 = jnp.zeros(hr_size + (3,), jnp.float32)
-  carry = dict(latent=latent, g=g_params, z_opt=z_tx.init(latent),
-               g_opt=g_tx.init(g_params) if cfg.finetune_g else (),
-               best=image0, best_loss=jnp.inf, best_step=jnp.int32(0),
-               best_l2=jnp.inf)
+  z_tx, g_tx = _optimizers(cfg)
 
   def body(c, j):
     (total, (terms, sr)), (g_grad, z_grad) = grad(c['g'], c['latent'], lr01,
-                                                  target_feats)
+                                                  c['target_feats'])
     better = total < c['best_loss']
     new = dict(c)
     new['best'] = jnp.where(better, sr, c['best'])
@@ -176,7 +181,14 @@ def search_one(key: jax.Array, lr01: jax.Array, g_params, *, prior, g_buffers,
       new['g'] = optax.apply_updates(c['g'], updates)
     return new, terms
 
-  carry, curves = jax.lax.scan(body, carry, jnp.arange(cfg.steps))
+  # A one-iteration piece is traced straight (no while loop, see
+  # stepped_search).
+  return jax.lax.scan(body, carry, js, unroll=js.shape[0] == 1)
+
+
+def _end(carry: dict, curves: dict, lr01: jax.Array, g_params, *, prior,
+         g_buffers, hr_size) -> dict:
+  """One start's outputs (see search_one) from its final carry."""
   last = (prior.generate(carry['g'], g_buffers, carry['latent']) + 1.0) / 2.0
   last = crop_to(last, hr_size)
   return {'best': carry['best'], 'last': last, 'best_loss': carry['best_loss'],
@@ -185,6 +197,38 @@ def search_one(key: jax.Array, lr01: jax.Array, g_params, *, prior, g_buffers,
           'g_change': optax.tree.norm(
               jax.tree.map(jnp.subtract, carry['g'], g_params)),
           'curves': curves}
+
+
+def _pick(runs: dict, cfg: SearchConfig) -> dict:
+  """One face's restarts (leading axis) -> the one with the lowest best loss,
+  with its 'restart' index and every start's 'restart_losses'."""
+  i = jnp.argmin(runs['best_loss'])
+  out = jax.tree.map(lambda x: x[i], runs)
+  out['restart'] = i
+  out['restart_losses'] = runs['best_loss']
+  out['result'] = out[cfg.result]
+  out['lr_l2'] = out['best_l2'] if cfg.result == 'best' else out['last_l2']
+  out['success'] = out['lr_l2'] <= cfg.eps
+  return out
+
+
+def search_one(key: jax.Array, lr01: jax.Array, g_params, *, prior, g_buffers,
+               d_params, scale: int, cfg: SearchConfig) -> dict:
+  """One face, one random start: cfg.steps iterations under lax.scan.
+
+  Returns {'best': SR at the lowest total loss, 'last': SR after the last
+  update, 'best_loss', 'best_step', 'best_l2' (PULSE's L2 of the best
+  iterate), 'last_l2', 'g_change' (global norm of the fine-tuning's change
+  of G), 'curves': {term: (steps,)} of each iterate before its update}.
+  """
+  hr_size = (lr01.shape[0] * scale, lr01.shape[1] * scale)
+  carry = _start(key, lr01, g_params, prior=prior, d_params=d_params,
+                 hr_size=hr_size, cfg=cfg)
+  carry, curves = _iterate(carry, jnp.arange(cfg.steps), lr01, prior=prior,
+                           g_buffers=g_buffers, d_params=d_params,
+                           hr_size=hr_size, cfg=cfg)
+  return _end(carry, curves, lr01, g_params, prior=prior, g_buffers=g_buffers,
+              hr_size=hr_size)
 
 
 def search_face(key: jax.Array, lr01: jax.Array, g_params, *, prior,
@@ -196,21 +240,75 @@ def search_face(key: jax.Array, lr01: jax.Array, g_params, *, prior,
                           d_params=d_params, scale=scale, cfg=cfg)
   runs = jax.vmap(one, in_axes=(0, None, None))(
       jax.random.split(key, cfg.restarts), lr01, g_params)
-  i = jnp.argmin(runs['best_loss'])
-  out = jax.tree.map(lambda x: x[i], runs)
-  out['restart'] = i
-  out['restart_losses'] = runs['best_loss']
-  out['result'] = out[cfg.result]
-  out['lr_l2'] = out['best_l2'] if cfg.result == 'best' else out['last_l2']
-  out['success'] = out['lr_l2'] <= cfg.eps
-  return out
+  return _pick(runs, cfg)
 
 
 def search_batch(keys: jax.Array, lr01: jax.Array, g_params, *, prior,
                  g_buffers, d_params, scale: int, cfg: SearchConfig) -> dict:
   """search_face of every face of an NHWC batch with its own key (N keys):
   vmapped, each face with its own copy of G, so that a face's result
-  depends on its key only, never on the batch it came in."""
+  depends on its key only, never on the batch it came in. One traceable
+  program (the whole search one lax.scan); see `stepped_search` for the
+  same search dispatched in pieces."""
   face = functools.partial(search_face, prior=prior, g_buffers=g_buffers,
                            d_params=d_params, scale=scale, cfg=cfg)
   return jax.vmap(face, in_axes=(0, 0, None))(keys, lr01, g_params)
+
+
+def _faces_starts(fn, face_axes, start_axes):
+  """fn vmapped over a batch's faces and, inside, each face's starts."""
+  return jax.vmap(jax.vmap(fn, in_axes=start_axes), in_axes=face_axes)
+
+
+def stepped_search(*, prior, scale: int, cfg: SearchConfig,
+                   steps_per_call: int):
+  """search_batch as a host loop of jitted pieces of `steps_per_call`
+  iterations each (the last piece may be shorter), with the same results.
+
+  Returns run(keys, lr01, g_params, g_buffers, d_params) -> search_batch's
+  output (not traceable: call it outside jit). On XLA:CPU a rolled lax.scan
+  of the iteration takes the generic path for the convolutions' kernel
+  gradients (StyleGAN2 256 px: 185 s per iteration rolled, 84 s unrolled,
+  benchmarks/RESULTS.md), so the CPU runs one iteration per call
+  (base.steps_per_call_auto); an accelerator runs 50 per call.
+  The compiled pieces are kept per input shape across calls.
+  """
+  if steps_per_call < 1:
+    raise ValueError(f'steps_per_call={steps_per_call}: expected >= 1')
+
+  def sizes(lr01):
+    return (lr01.shape[1] * scale, lr01.shape[2] * scale)
+
+  @jax.jit
+  def start(keys, lr01, g_params, d_params):
+    one = functools.partial(_start, prior=prior, d_params=d_params,
+                            hr_size=sizes(lr01), cfg=cfg)
+    starts = jax.vmap(lambda k: jax.random.split(k, cfg.restarts))(keys)
+    return _faces_starts(one, (0, 0, None), (0, None, None))(
+        starts, lr01, g_params)
+
+  @jax.jit
+  def piece(carry, js, lr01, g_buffers, d_params):
+    it = functools.partial(_iterate, prior=prior, g_buffers=g_buffers,
+                           d_params=d_params, hr_size=sizes(lr01), cfg=cfg)
+    return _faces_starts(it, (0, None, 0), (0, None, None))(carry, js, lr01)
+
+  @jax.jit
+  def end(carry, curves, lr01, g_params, g_buffers):
+    fin = functools.partial(_end, prior=prior, g_buffers=g_buffers,
+                            hr_size=sizes(lr01))
+    runs = _faces_starts(fin, (0, 0, 0, None), (0, 0, None, None))(
+        carry, curves, lr01, g_params)
+    return jax.vmap(lambda r: _pick(r, cfg))(runs)
+
+  def run(keys, lr01, g_params, g_buffers, d_params):
+    carry = start(keys, lr01, g_params, d_params)
+    curves = []
+    for first in range(0, cfg.steps, steps_per_call):
+      js = jnp.arange(first, min(first + steps_per_call, cfg.steps))
+      carry, c = piece(carry, js, lr01, g_buffers, d_params)
+      curves.append(c)
+    curves = jax.tree.map(lambda *c: jnp.concatenate(c, axis=-1), *curves)
+    return end(carry, curves, lr01, g_params, g_buffers)
+
+  return run

@@ -290,18 +290,6 @@ def _schedule(lr: float, optim_config, steps_per_iter: int) -> optax.Schedule:
            float(optim_config.gamma)})
 
 
-def steps_per_call_auto() -> int:
-  """Iterations per dispatch for steps_per_call=0: 50 on GPU/TPU, 1 on CPU.
-
-  The convs are small, so on an accelerator one call per iteration is
-  dominated by dispatch. On XLA:CPU a rolled lax.scan of the iteration ran
-  5.6x slower per iteration than one call each (0.68 vs 0.12 s at the demo's
-  coarsest scale, benchmarks/RESULTS.md), the while-loop cost the RRDBNet
-  micro-batches met too.
-  """
-  return 1 if jax.default_backend() == 'cpu' else 50
-
-
 def _check(config) -> None:
   single_image.check(config.data)
   config_lib.check_keys(config.pyramid, PYRAMID_KEYS, 'pyramid')
@@ -370,7 +358,7 @@ def build(config) -> base.Method:
   d_tx = optax.adam(_schedule(opt.lr_d, opt, losses.d_steps), b1=opt.b1,
                     b2=opt.b2)
   iters = int(config.singan.iters_per_scale)
-  per_call = int(config.singan.steps_per_call) or steps_per_call_auto()
+  per_call = int(config.singan.steps_per_call) or base.steps_per_call_auto()
   stages = tuple(
       base.Stage(
           f'scale_{n}', iters,

@@ -1,6 +1,7 @@
 """The latent search of face SR (paper 001) on a toy prior: loss terms against numpy, gradients, best tracking, restarts, batching."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -174,6 +175,21 @@ def test_a_face_does_not_depend_on_its_batch(searched):
   prior, lr, keys, both = searched
   alone = _search(prior, lr[1:], keys[1:], _SHARED)
   np.testing.assert_allclose(both['result'][1], alone['result'][0], atol=1e-5)
+
+
+@pytest.mark.parametrize('per_call', [1, 5])
+def test_the_stepped_search_is_the_same_search(searched, per_call):
+  # 12 iterations in pieces of 1 (the CPU's) or 5, 5, 2 (a shorter last
+  # piece) reproduce the one-program search: every output, every curve.
+  prior, lr, keys, whole = searched
+  run = latent_search.stepped_search(prior=prior, scale=4, cfg=_SHARED,
+                                     steps_per_call=per_call)
+  got = jax.device_get(run(keys, lr, prior.g_params, {}, prior.d_params))
+  assert jax.tree.structure(got) == jax.tree.structure(whole)
+  for path, want in jax.tree_util.tree_leaves_with_path(whole):
+    have = functools.reduce(lambda t, k: t[k.key], path, got)
+    np.testing.assert_allclose(have, want, rtol=1e-5, atol=1e-6,
+                               err_msg=jax.tree_util.keystr(path))
 
 
 def test_non_square_lr_gives_the_centre_window():
