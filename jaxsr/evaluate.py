@@ -7,6 +7,10 @@
       --niqe_params niqe_pris_params.npz --ma_model model.mat \
       --lpips_lin alex.pth --lpips_backbone alexnet-owt-7be5be79.pth \
       --dists_weights weights.pt --dists_vgg16 vgg16-397923af.pth --out eval
+  python -m jaxsr.evaluate --workdir runs/amgan --data .../Set5 --scale 4 \
+      --degradation gaussian --kernel_width 0.2,1.3,2.6 --save_lr lr_set5
+  python -m jaxsr.evaluate --baseline bicubic --data .../Set5 \
+      --degradation gaussian8
 
 A --data folder holds HR images (modcropped to the scale and downscaled with
 MATLAB-exact bicubic), or is `HR:LR` for paired folders, used as given. By
@@ -30,6 +34,16 @@ Writes to --out: per-image CSVs `{set}_{method}.csv`, `summary.json`,
 best value bold, the conventions used underneath) and `{set}_crops.png`
 (for each image, its most detailed HR window zoomed: bicubic | each model |
 HR).
+
+Blind SR (jaxsr.evaluation.blind): --degradation gaussian --kernel_width W
+(or W1,W2,...) or --degradation gaussian8 makes each LR from its HR by
+blurring with the isotropic Gaussian of width W (21x21, sum 1) and the
+MATLAB bicubic downscale; every model and the bicubic baseline get that LR.
+Set values pool all widths (Table 1's average), summary.json keeps each
+width's under 'per_width', the CSVs get a kernel_width column, and the
+default metrics become PSNR, SSIM, NIQE (+ LPIPS when --lpips_lin is given).
+--save_lr DIR writes the LR images used, as DIR[/set][/sigmaW]/{HR name}.png
+(a sub-folder per set or width only when there are several).
 """
 
 import csv
@@ -45,8 +59,10 @@ from PIL import Image
 
 from jaxsr import cli
 from jaxsr.data import datasets
+from jaxsr.data import degradations
 from jaxsr.data import imresize
 from jaxsr.data import io
+from jaxsr.evaluation import blind
 from jaxsr.evaluation import held_out
 from jaxsr.evaluation import metric_suite
 from jaxsr.evaluation import receptive_field
@@ -206,11 +222,13 @@ def _file_safe(name: str) -> str:
 
 
 def score_folder(name_to_sr, spec: str, scale: int, scorer, gray: str,
-                 crop: int = 64, grid_rows: int = 16, pair: str = 'name'):
+                 crop: int = 64, grid_rows: int = 16, pair: str = 'name',
+                 images=None):
   """({method: per-image rows}, crop-grid rows) for one folder spec.
 
   Each grid row is the most detailed crop x crop window of an image's HR:
-  bicubic | each model | HR.
+  bicubic | each model | HR. `images` ((name, hr, lr) tuples) replaces the
+  folder's own.
   """
   def crops(name, hr, srs, lr, scores):
     del name, scores
@@ -220,8 +238,9 @@ def score_folder(name_to_sr, spec: str, scale: int, scorer, gray: str,
     return [[report.crop_box(x, box) for x in (
         bic, *(srs[m] for m in name_to_sr if m != 'bicubic'), hr)]]
 
-  return held_out.score_images(images_of(spec, scale, gray, pair), name_to_sr,
-                               scorer, crops, grid_rows)
+  if images is None:
+    images = images_of(spec, scale, gray, pair)
+  return held_out.score_images(images, name_to_sr, scorer, crops, grid_rows)
 
 
 def paper_table(summary: dict, methods: list[str], names=None) -> str:
@@ -252,16 +271,69 @@ def conventions(scale: int, rounded_y: bool, gray: str) -> str:
           f'LPIPS/DISTS: whole RGB image); {g}; SR rounded to uint8.')
 
 
+def _saving(images, folder: str):
+  """Passes (name, hr, lr) tuples on, writing each LR to folder/name.png."""
+  for name, hr, lr in images:
+    io.write_image(os.path.join(folder, f'{name}.png'), lr)
+    yield name, hr, lr
+
+
+def _write_grid(grid, crop: int, sr_fns, out_dir: str, filename: str) -> None:
+  """Saves the zoomed-crop grid (bicubic | each model | HR), if any."""
+  if grid and crop > 0:
+    header = ['bicubic', *(m for m in sr_fns if m != 'bicubic'), 'HR']
+    Image.fromarray(report.labeled_grid(header, grid)).save(
+        os.path.join(out_dir, filename))
+
+
+def _score_blind(sr_fns, models, spec, widths, scale, scorer, gray, crop,
+                 grid_rows, out_dir, save_lr, several_sets):
+  """(set summary, per-image rows with a kernel_width column) of a HR folder
+  degraded at each width (jaxsr.evaluation.blind)."""
+  hr_dir = split_folder(spec)[0]
+  set_name = os.path.basename(os.path.normpath(hr_dir))
+  hr_paths = io.list_images(hr_dir)
+  code_models = {m: x for m, x in models.items() if blind.has_code(x)}
+  per_width, all_rows = {}, {m: [] for m in sr_fns}
+  for w in widths:
+    errors = {}
+    images = blind.degraded_images(
+        hr_paths, lambda p: load_hr(p, scale, gray), w, scale,
+        blind.lr_folder(save_lr, set_name, w, several_sets, len(widths) > 1),
+        code_models, errors)
+    rows, grid = score_folder(sr_fns, spec, scale, scorer, gray, crop,
+                              grid_rows, images=images)
+    blind.add_kernel_errors(rows, errors)
+    per_width[w] = rows
+    for m, method_rows in rows.items():
+      all_rows[m] += [{'name': r['name'], 'kernel_width': w, **r}
+                      for r in method_rows]
+    _write_grid(grid, crop, sr_fns, out_dir,
+                f'{set_name}_{blind.label(w)}_crops.png')
+  return blind.summarize(per_width, scorer.names), all_rows
+
+
 def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
         rounded_y=True, gray='asis', metrics='default',
         files=metric_suite.MetricFiles(), crop=64, grid_rows=16, names=(),
-        pair='name', lr_eps=2e-3):
+        pair='name', lr_eps=2e-3, degradation=None, kernel_widths=(),
+        save_lr=None):
   """Evaluates, writes CSV/JSON/Markdown/PNG; returns (summary, table).
 
-  Flags, folders, every image's size and the column names are checked
-  before any model is loaded.
+  Flags, folders, every image's size, the column names and the metric files
+  are checked before any model is loaded. `degradation` ('gaussian' with
+  `kernel_widths`, or 'gaussian8') scores blind SR (module docstring);
+  `save_lr` is a folder for the LR images used.
   """
   from jaxsr import restore  # pylint: disable=g-import-not-at-top
+  widths = blind.widths(degradation, scale, kernel_widths)
+  if widths:
+    paired = [spec for spec in folders if split_folder(spec)[1]]
+    if paired:
+      raise ValueError(f'--degradation makes the LR from the HR: give HR '
+                       f'folders only, found {paired[0]}')
+    if metrics == 'default':
+      metrics = blind.default_metrics(files)
   metric_names = metric_suite.parse(metrics)
   receptive_field.check_tiling(tile, overlap)
   columns = column_names(workdirs, names, baseline)
@@ -274,11 +346,14 @@ def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
       raise ValueError(f'{w} was trained for x{config.scale}, not x{scale}')
     geos.append(receptive_field.geometry(config))
     receptive_field.check_tiling(tile, overlap, geos[-1])
+  scorer = metric_suite.Scorer(metric_names, scale, rounded_y, files, lr_eps)
   sr_fns = {}
+  models = {}
   if baseline == 'bicubic':
     sr_fns['bicubic'] = lambda lr: scoring.bicubic(lr, scale)
   for w, name, geo in zip(workdirs, columns, geos):
     model = restore.load_model(w)
+    models[name] = model
     model_tile = tile if model.tileable else 0
     warning = receptive_field.overlap_warning(model_tile, overlap, geo)
     if warning and longest > model_tile + 2 * overlap:
@@ -287,28 +362,41 @@ def run(workdirs, baseline, folders, scale, out_dir, tile=128, overlap=32,
         m.predict, lr, scale, t, overlap))(model, model_tile)
   if not sr_fns:
     raise ValueError('nothing to evaluate: give --workdir and/or --baseline')
-  scorer = metric_suite.Scorer(metric_names, scale, rounded_y, files, lr_eps)
   os.makedirs(out_dir, exist_ok=True)
   summary = {}
   for spec in folders:
     set_name = os.path.basename(os.path.normpath(split_folder(spec)[0]))
-    rows, grid = score_folder(sr_fns, spec, scale, scorer, gray, crop,
-                              grid_rows, pair)
-    summary[set_name] = {}
+    if widths:
+      summary[set_name], rows = _score_blind(
+          sr_fns, models, spec, widths, scale, scorer, gray, crop, grid_rows,
+          out_dir, save_lr, len(folders) > 1)
+    else:
+      images = images_of(spec, scale, gray, pair)
+      lr_dir = blind.lr_folder(save_lr, set_name, None, len(folders) > 1,
+                               False)
+      if lr_dir:
+        images = _saving(images, lr_dir)
+      rows, grid = score_folder(sr_fns, spec, scale, scorer, gray, crop,
+                                grid_rows, pair, images)
+      summary[set_name] = {
+          m: metric_suite.summarize(r, metric_names) for m, r in rows.items()}
+      _write_grid(grid, crop, sr_fns, out_dir, f'{set_name}_crops.png')
     for method, method_rows in rows.items():
-      summary[set_name][method] = metric_suite.summarize(method_rows,
-                                                         metric_names)
       path = os.path.join(out_dir, f'{set_name}_{_file_safe(method)}.csv')
       with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=list(method_rows[0]))
         writer.writeheader()
         writer.writerows(method_rows)
-    if grid and crop > 0:
-      header = ['bicubic', *(m for m in sr_fns if m != 'bicubic'), 'HR']
-      Image.fromarray(report.labeled_grid(header, grid)).save(
-          os.path.join(out_dir, f'{set_name}_crops.png'))
   table = paper_table(summary, list(sr_fns), metric_names)
   note = conventions(scale, rounded_y, gray)
+  if widths:
+    per_width = paper_table(blind.per_width_sets(summary), list(sr_fns),
+                            metric_names)
+    table = (f'Averaged over kernel widths {", ".join(map(str, widths))}:\n'
+             f'{table}\n\nPer kernel width:\n{per_width}')
+    errors = blind.kernel_error_table(summary)
+    table += f'\n\n{errors}' if errors else ''
+    note = f'{blind.protocol_note(degradation, widths, scale)}\n{note}'
   with open(os.path.join(out_dir, 'results.md'), 'w') as f:
     f.write(f'{table}\n\n{note}\n')
   with open(os.path.join(out_dir, 'summary.json'), 'w') as f:
@@ -343,6 +431,17 @@ def _define_flags():
                              if k != 'psnr_std')]))
   flags.DEFINE_float('lr_eps', 2e-3, "Metric 'success': lr_l2 <= lr_eps "
                      "(PULSE's -eps).")
+  flags.DEFINE_enum('degradation', None, list(degradations.PROTOCOLS),
+                    'Blind SR: make each LR from its HR by this blur '
+                    'protocol (gaussian needs --kernel_width; gaussian8 is '
+                    "IKC's 8 widths); default metrics become psnr,ssim,niqe"
+                    ' (+lpips with --lpips_lin).')
+  flags.DEFINE_string('kernel_width', None, 'Gaussian kernel width(s) for '
+                      '--degradation gaussian: 1.3, or 0.2,1.3,2.6 to '
+                      'average several (Table 1 of the AMGAN supplement).')
+  flags.DEFINE_string('save_lr', None, 'Write the LR images used here as PNG '
+                      '(named after the HR files; a sub-folder per set or '
+                      'kernel width when there are several).')
   flags.DEFINE_integer('crop', 64, 'HR size of the zoomed crops (0: none).')
   flags.DEFINE_integer('grid_rows', 16, 'Images per crop grid.')
   for field in metric_suite.MetricFiles.__dataclass_fields__.values():
@@ -361,7 +460,8 @@ def main(argv):
                        FLAGS.scale, FLAGS.out, FLAGS.tile, FLAGS.overlap,
                        FLAGS.y == 'rounded', FLAGS.gray, FLAGS.metrics, files,
                        FLAGS.crop, FLAGS.grid_rows, FLAGS.name, FLAGS.pair,
-                       FLAGS.lr_eps)
+                       FLAGS.lr_eps, FLAGS.degradation, FLAGS.kernel_width,
+                       FLAGS.save_lr)
   print(table)  # The table is this command's output.
   if FLAGS.json:
     with open(FLAGS.json, 'w') as f:

@@ -10,6 +10,11 @@ then the same function (`check.py` measures the forward difference).
   critics.py     ESRGAN VGG-style discriminator, SAN-SR critic
   features.py    VGG19 feature extractor, LSRGAN's encoder L, contextual loss
   steps.py       the PSNR, ESRGAN/LSRGAN family and SAN-SR training steps
+  singan.py      SinGAN's per-scale G and D and its training iteration (TTUR,
+                 WGAN-GP, FGM/PGD/adaptive attacks on D)
+  face_priors.py the DCGAN and StyleGAN2 priors (G, D with block features)
+  faces.py       paper 001's latent search (PULSE's spherical optimizer and
+                 schedule, the loss terms, per-face G copies)
   params.py      Flax param tree -> twin module
   check.py       forward and first-step agreement with jaxsr (needs jax)
 """

@@ -26,6 +26,24 @@ def _distance(a: jax.Array, b: jax.Array, criterion: str) -> jax.Array:
   return jnp.sqrt(jnp.sum(jnp.square(diff)))
 
 
+def channel_weights(
+    channels_by_layer: Mapping[str, int], numerator: float = 1e3
+) -> dict[str, float]:
+  """{layer: numerator / C_layer^2}, AMGAN's VGG loss weights (paper 003).
+
+  The supplement's L_vgg = sum_l w_l ||psi_l(HR) - psi_l(SR)||_1 / N_l over
+  VGG19 relu1_1 ... relu5_1, w_l = 1e3 / C_l^2, is `perceptual_loss` with
+  these weights and the 'l1' criterion (the mean absolute difference).
+  """
+  for layer, channels in channels_by_layer.items():
+    if int(channels) != channels or channels < 1:
+      raise ValueError(
+          f'channel_weights: layer {layer!r} needs a positive channel count, '
+          f'got {channels!r}'
+      )
+  return {k: numerator / float(c) ** 2 for k, c in channels_by_layer.items()}
+
+
 def perceptual_loss(
     sr_feats: Mapping[str, jax.Array],
     hr_feats: Mapping[str, jax.Array],

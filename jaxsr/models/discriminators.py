@@ -1,4 +1,4 @@
-"""ESRGAN discriminator: HR (N, 128, 128, C) in [0, 1] -> logits (N, 1).
+"""ESRGAN discriminator: HR (N, S, S, C) in [0, 1] -> logits (N, num_outputs).
 
 A line-by-line port of BasicSR `VGGStyleDiscriminator`
 (`basicsr/archs/discriminator_arch.py`), in NHWC:
@@ -7,6 +7,19 @@ stages i = 1..4 (and 5 when input_size is 256): convi_0 (3x3 s1) -> BN ->
 LReLU, convi_1 (4x4 s2) -> BN -> LReLU, with nf, 2nf, 4nf, 8nf, 8nf(, 8nf)
 channels; every conv after conv0_0 has no bias. The 4x4 map is flattened in
 NCHW order -> linear1 (100) -> LReLU 0.2 -> linear2 (1).
+
+Beyond BasicSR (its sizes are 128 and 256): any power of two S >= 8, with
+stages i = 1 .. log2(S) - 3 of width min(2^i, 8) nf (the same widths at 128
+and 256); `num_outputs` logits (K > 1: the realness distribution over K
+outcomes of RealnessGAN, AMGAN's D, paper 003 Fig. 1, with the losses in
+`jaxsr.losses.realness`); `reparam=True`: RealnessGAN's adaptive
+reparameterization (`use_adaptive_reparam` in kam1107/RealnessGAN, on in its
+code, not mentioned by AMGAN): the last layer is `reparam` (100 -> 2K)
+giving (mu, log var) and the output is mu + exp(log var / 2) eps, eps ~
+N(0, I) from the 'reparam' rng stream, in every call (as upstream); linear2
+is then absent (upstream computes and discards it). With K outputs every
+parameter but the last layer has ESRGAN's name and shape, so a trained
+ESRGAN D warm-starts a realness D.
 
 Importing PyTorch weights is a renaming plus layout changes: a conv weight
 (O, I, kh, kw) is a kernel `w.transpose(2, 3, 1, 0)`; a Linear weight
@@ -42,7 +55,7 @@ from jaxsr.models import rrdbnet
 # decay of the old running value 0.9; eps 1e-5.
 _BN_MOMENTUM = 0.9
 _BN_EPSILON = 1e-5
-_SUPPORTED_SIZES = (128, 256)
+_HIDDEN = 100  # linear1's width.
 NORMS = ('none', 'spectral', 'san')
 
 
@@ -54,31 +67,42 @@ def norm_collections(norm: str) -> tuple[str, ...]:
   return () if norm == 'none' else (norm,)
 
 
+def num_stages(input_size: int) -> int:
+  """The conv pairs after conv0_1 that bring input_size down to 4x4."""
+  if input_size < 8 or input_size & (input_size - 1):
+    raise ValueError(
+        f'VGGStyleDiscriminator input_size must be a power of two >= 8, got '
+        f'{input_size}'
+    )
+  return input_size.bit_length() - 4
+
+
 class VGGStyleDiscriminator(nn.Module):
-  """ESRGAN VGG-style D: (N, S, S, num_in_ch), S = input_size -> (N, 1)."""
+  """ESRGAN VGG-style D: (N, S, S, num_in_ch), S = input_size -> (N, K)."""
 
   num_in_ch: int = 3
   num_feat: int = 64
   input_size: int = 128
   norm: str = 'none'
   batch_norm: bool = True
+  num_outputs: int = 1  # K; > 1: RealnessGAN's outcome logits.
+  reparam: bool = False  # RealnessGAN's adaptive reparameterization.
   dtype: DTypeLike = jnp.float32
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool,
                update_stats: bool = False) -> jax.Array:
-    """(N, S, S, C) in [0, 1] -> float32 logits (N, 1).
+    """(N, S, S, C) in [0, 1] -> float32 logits (N, num_outputs).
 
     train: BN on batch statistics; update_stats: refresh the norm's state
     (the spectral u after its power iteration, or SAN's divisors), with that
-    collection mutable.
+    collection mutable. With reparam, pass rngs={'reparam': key}.
     """
     norm_collections(self.norm)  # Validates the name.
-    if self.input_size not in _SUPPORTED_SIZES:
-      raise ValueError(
-          f'VGGStyleDiscriminator input_size must be 128 or 256, got '
-          f'{self.input_size}'
-      )
+    stages = num_stages(self.input_size)
+    if self.num_outputs < 1:
+      raise ValueError(f'VGGStyleDiscriminator num_outputs must be >= 1, got '
+                       f'{self.num_outputs}')
     if x.ndim != 4 or x.shape[-1] != self.num_in_ch:
       raise ValueError(
           f'the ESRGAN discriminator expects (N, H, W, {self.num_in_ch}) '
@@ -127,9 +151,8 @@ class VGGStyleDiscriminator(nn.Module):
     nf = self.num_feat
     h = lrelu(conv(x, nf, 3, 1, 'conv0_0', use_bias=True))
     h = lrelu(bn(conv(h, nf, 4, 2, 'conv0_1'), 'bn0_1'))  # S / 2
-    widths = [2 * nf, 4 * nf, 8 * nf, 8 * nf]
-    if self.input_size == 256:
-      widths.append(8 * nf)  # BasicSR's extra stage 5 for 256x256 inputs.
+    # BasicSR: 2nf, 4nf, 8nf, 8nf at 128, and an extra stage 5 at 256.
+    widths = [min(2**i, 8) * nf for i in range(1, stages + 1)]
     for i, width in enumerate(widths, start=1):
       h = lrelu(bn(conv(h, width, 3, 1, f'conv{i}_0'), f'bn{i}_0'))
       h = lrelu(bn(conv(h, width, 4, 2, f'conv{i}_1'), f'bn{i}_1'))
@@ -147,5 +170,10 @@ class VGGStyleDiscriminator(nn.Module):
       return layers.NormalizedDense(features, norm=self.norm, **kwargs)(
           h, update_stats)
 
-    h = lrelu(dense(h, 100, 'linear1'))
-    return dense(h, 1, 'linear2').astype(jnp.float32)
+    h = lrelu(dense(h, _HIDDEN, 'linear1'))
+    if not self.reparam:
+      return dense(h, self.num_outputs, 'linear2').astype(jnp.float32)
+    stats = dense(h, 2 * self.num_outputs, 'reparam').astype(jnp.float32)
+    mu, log_var = jnp.split(stats, 2, axis=-1)  # torch chunk(2, 1).
+    eps = jax.random.normal(self.make_rng('reparam'), mu.shape, jnp.float32)
+    return mu + jnp.exp(0.5 * log_var) * eps

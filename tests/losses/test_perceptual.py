@@ -64,3 +64,40 @@ def test_errors_name_the_problem():
     perceptual.perceptual_loss(sr, hr, {'conv5_4': 1.0}, 'l3')
   with pytest.raises(ValueError, match='has sr features'):
     perceptual.perceptual_loss(sr, {'conv5_4': sr['conv3_4']}, {'conv5_4': 1})
+
+
+# AMGAN (paper 003): VGG19 relu1_1 ... relu5_1 with w_l = 1e3 / C_l^2.
+_RELU_X_1 = {'relu1_1': 64, 'relu2_1': 128, 'relu3_1': 256, 'relu4_1': 512,
+             'relu5_1': 512}  # VGG19's published block widths.
+
+
+def test_amgan_channel_weights():
+  w = perceptual.channel_weights(_RELU_X_1)
+  assert w == pytest.approx({'relu1_1': 1e3 / 4096, 'relu2_1': 1e3 / 16384,
+                             'relu3_1': 1e3 / 65536, 'relu4_1': 1e3 / 262144,
+                             'relu5_1': 1e3 / 262144})
+  assert perceptual.channel_weights({'a': 10}, 5.0) == {'a': 0.05}
+  with pytest.raises(ValueError, match="layer 'a' needs a positive channel"):
+    perceptual.channel_weights({'a': 0})
+  # The real VGG19 emits these layers with these widths.
+  from jaxsr.models import vgg  # pylint: disable=g-import-not-at-top
+  model = vgg.VGG(depth=19, layers=tuple(_RELU_X_1))
+  x = jnp.zeros((1, 16, 16, 3))
+  shapes = jax.eval_shape(
+      lambda k: model.apply(model.init(k, x), x), jax.random.key(0))
+  assert {k: v.shape[-1] for k, v in shapes.items()} == _RELU_X_1
+
+
+def test_amgan_vgg_loss_by_hand():
+  rng = np.random.default_rng(3)
+  chans = {'relu1_1': 2, 'relu2_1': 4}
+  sr = {k: rng.normal(size=(2, 3, 3, c)) for k, c in chans.items()}
+  hr = {k: rng.normal(size=(2, 3, 3, c)) for k, c in chans.items()}
+  # sum_l (1e3 / C_l^2) * ||hr_l - sr_l||_1 / N_l, N_l = elements of hr_l.
+  want = sum(1e3 / c**2 * np.abs(hr[k] - sr[k]).sum() / hr[k].size
+             for k, c in chans.items())
+  got = perceptual.perceptual_loss(
+      {k: jnp.asarray(v, jnp.float32) for k, v in sr.items()},
+      {k: jnp.asarray(v, jnp.float32) for k, v in hr.items()},
+      perceptual.channel_weights(chans))
+  assert float(got) == pytest.approx(want, rel=1e-5)

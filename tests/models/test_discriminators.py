@@ -81,7 +81,7 @@ def test_wrong_input_size_is_a_clear_error():
   x = jnp.zeros((1, 96, 96, 3))
   with pytest.raises(ValueError, match='expects 128x128 inputs, got 96x96'):
     jax.eval_shape(functools.partial(model.init, train=False), _key(0), x)
-  with pytest.raises(ValueError, match='input_size must be 128 or 256'):
+  with pytest.raises(ValueError, match='power of two >= 8, got 192'):
     _init_shapes(_D(num_feat=8, input_size=192), 192)
 
 
