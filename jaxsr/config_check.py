@@ -22,6 +22,8 @@ from jaxsr import methods
 from jaxsr.data import demo
 from jaxsr.data import sources
 from jaxsr.losses import adversarial
+from jaxsr.losses import realness
+from jaxsr.methods import amgan
 from jaxsr.methods import lsrgan
 from jaxsr.methods import singan
 from jaxsr.models import discriminators
@@ -190,6 +192,32 @@ RULES = {
     'loss.lambda_p': _WEIGHT, 'loss.lambda_s': _WEIGHT,
     'loss.lambda_g': _WEIGHT, 'loss.geocross_scale': _WEIGHT,
     'loss.clamp_l2': BOOL,
+    # Blind SR: AMGAN (experiments/amgan.py).
+    'model.mod_hidden': integer(1),
+    'predictor.num_feat': integer(1), 'predictor.num_down': integer(0),
+    'predictor.bound': number(0),
+    'disc.num_outcomes': integer(2),
+    'degradation.sigma_min': _POSITIVE, 'degradation.sigma_max': _POSITIVE,
+    'degradation.rate_iso': number(0, 1), 'degradation.scaling': _POSITIVE,
+    'degradation.noise_max': number(0, 1), 'degradation.rate_clean':
+        number(0, 1), 'degradation.noise_code_scale': _POSITIVE,
+    'degradation.kernel_size': Rule(
+        lambda v: _is_int(v) and v >= 1 and v % 2 == 1,
+        'an odd integer >= 1'),
+    'degradation.pca_dim': integer(1), 'degradation.pca_seed': integer(0),
+    'degradation.pca_kernels': integer(2),
+    'loss.vgg_weight': _WEIGHT, 'loss.dists_weight': _WEIGHT,
+    'loss.vgg_numerator': _POSITIVE,
+    'loss.vgg_layers': Rule(
+        lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(
+            x in VGG19_LAYERS for x in v), 'a tuple of VGG19 layer names'),
+    'loss.gan': one_of(*amgan.GANS),
+    'loss.anchors': one_of(*realness.NAMINGS),
+    'loss.g_loss': one_of(*realness.G_LOSSES),
+    'loss.positive_skew': number(), 'loss.negative_skew': number(),
+    'features.vgg19': TEXT, 'features.dists': TEXT,
+    'features.dists_vgg16': TEXT,
+    'predictor_steps': integer(0),
     'train.num_steps': integer(0), 'train.log_every': integer(1),
     'train.eval_every': integer(0), 'train.checkpoint_every': integer(0),
     'train.keep_checkpoints': integer(1),
@@ -202,11 +230,12 @@ _SCALES = {
     'psnr': ((1, 2, 3, 4), 'the RRDBNet generator'),
     'lsrgan': ((1, 2, 3, 4), 'the RRDBNet generator'),
     'san_sr': ((2, 4, 8), 'the SRResNet generator: log2(scale) x2 stages'),
+    'amgan': ((2, 3, 4), 'the AMNet generator'),
 }
 # The input sizes VGGStyleDiscriminator supports (its D input is the HR patch).
 _ESRGAN_D_SIZES = (128, 256)
 # Methods trained on paired patches of config.data (methods.base.patch_data).
-_PATCH_METHODS = ('psnr', 'lsrgan', 'san_sr')
+_PATCH_METHODS = ('psnr', 'lsrgan', 'san_sr', 'amgan')
 
 
 def leaves(config, prefix: str = '') -> list[tuple[str, Any]]:
@@ -275,6 +304,18 @@ def _check_patch_method(config) -> None:
     if config.loss.latent_weight and not config.encoder.enabled:
       raise ValueError('config.loss.latent_weight > 0 (μ) needs '
                        'config.encoder.enabled=True')
+  if config.method == 'amgan':
+    size = data.hr_patch
+    if size < 8 or size & (size - 1):
+      raise _fail('data.hr_patch', size, 'a power of two >= 8',
+                  "the realness discriminator's input size")
+    d = config.degradation
+    if d.sigma_min > d.sigma_max:
+      raise _fail('degradation.sigma_min', d.sigma_min,
+                  f'<= config.degradation.sigma_max={d.sigma_max}')
+    if d.pca_dim > d.kernel_size**2:
+      raise _fail('degradation.pca_dim', d.pca_dim,
+                  f'<= kernel_size^2 = {d.kernel_size**2}')
   if config.method == 'san_sr':
     crop = 4 * 2**config.critic.num_blocks
     if data.hr_patch < crop:
@@ -341,6 +382,17 @@ def _check_files(config) -> None:
     if path and not os.path.isfile(os.path.expanduser(path)):
       raise FileNotFoundError(f'config.data.{key} names {path!r}: no such '
                               'image file')
+  for key, value in config.get('features', {}).items():
+    if key == 'dists_vgg16' and value == 'from_weights':
+      continue
+    if key.startswith('dists') and not config.loss.dists_weight:
+      continue  # DISTS is not read.
+    if not value:
+      raise ValueError(f'config.features.{key} is empty: give the local '
+                       'weight file, or \'random\' for a smoke test')
+    if value != 'random' and not os.path.isfile(os.path.expanduser(value)):
+      raise FileNotFoundError(f'config.features.{key}={value!r}: no such '
+                              'file')
   weights = config.get('perceptual', {}).get('weights')
   if weights is not None:
     if not weights:

@@ -4,6 +4,7 @@ Read-only: nothing here creates or writes anything in the workdir.
 """
 
 import dataclasses
+import functools
 import json
 import os
 from collections.abc import Callable
@@ -25,12 +26,15 @@ class Model:
   `predict(lr, rng=None)`: rng defaults to a fixed key of the run's seed, so
   a stochastic method (a latent search) gives the same SR every time.
   `tileable` says whether the SR of tiles may be stitched (else whole images
-  only).
+  only). A blind method also has `predict_code(lr) -> (N, dim)` and
+  `encode_kernel(kernels (N, k, k)) -> (N, dim)` (None otherwise).
   """
   config: ml_collections.ConfigDict
   step: int
   predict: Callable[..., np.ndarray]
   tileable: bool = True
+  predict_code: Callable[..., np.ndarray] | None = None
+  encode_kernel: Callable[..., np.ndarray] | None = None
 
   @property
   def scale(self) -> int:
@@ -94,5 +98,10 @@ def load_model(workdir: str) -> Model:
     return jit_predict(state, {'lr': lr},
                        default_rng if rng is None else rng)
 
+  blind = {}
+  for name in ('predict_code', 'encode_kernel'):
+    fn = getattr(method, name)
+    if fn is not None:
+      blind[name] = functools.partial(jax.jit(fn), state)
   return Model(config=config, step=int(state.step), predict=predict,
-               tileable=method.tileable)
+               tileable=method.tileable, **blind)

@@ -22,6 +22,7 @@ VARIANTS['singan'] = [None, 'singan', 'ttur', 'ttur_fgm', 'ttur_pgd',
 # is the user's: the default is checked for its refusal instead).
 VARIANTS['face_explore'] = ['demo', 'demo_lfw', 'demo,pulse',
                             'demo,no_semantic', 'demo,tiny']
+VARIANTS['amgan'] = [None, 'ragan', 'demo', 'tiny', 'demo,ragan']
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
@@ -43,6 +44,10 @@ def test_config_builds(name, arg):
   assert state.step.shape == ()
   if config.method == 'face_explore':  # The search is the prediction.
     assert method.stages == () and method.finish is not None
+    return
+  if config.method == 'amgan':  # SR with the true code, then the predictor.
+    assert [(s.name, s.num_steps) for s in method.stages] == [
+        ('sr', config.train.num_steps), ('predictor', config.predictor_steps)]
     return
   if config.method == 'singan':  # One stage per scale of the pyramid.
     assert [s.name for s in method.stages] == [

@@ -1,5 +1,6 @@
 """The one registry of methods: config.method -> build(config) -> Method."""
 
+from jaxsr.methods import amgan
 from jaxsr.methods import face_explore
 from jaxsr.methods import lsrgan
 from jaxsr.methods import psnr
@@ -12,6 +13,7 @@ METHODS = {
     'san_sr': san_sr.build,
     'singan': singan.build,
     'face_explore': face_explore.build,
+    'amgan': amgan.build,
 }
 
 

@@ -117,6 +117,10 @@ class Method:
       outputs of a method whose result is a search (face SR by latent
       exploration writes its faces, curves and results.json). Runs again on
       a rerun of a finished workdir, so it must skip what it wrote before.
+    predict_code: (state, lr) -> (N, dim), the degradation code a blind
+      method reads from the LR (None for others); with encode_kernel:
+      (state, kernels (N, k, k)) -> (N, dim), the true kernels' codes in the
+      method's own PCA, `jaxsr.evaluate` scores the code's error.
   """
   init: Callable[[jax.Array], State]
   stages: tuple[Stage, ...]
@@ -130,6 +134,8 @@ class Method:
   check_start: Callable[[str], None] = lambda workdir: None
   resumable_keys: tuple[str, ...] = ()
   finish: Callable[[State, str], None] | None = None
+  predict_code: Callable[[State, jax.Array], jax.Array] | None = None
+  encode_kernel: Callable[[State, jax.Array], jax.Array] | None = None
 
   def __post_init__(self):
     names = [s.name for s in self.stages]
