@@ -181,9 +181,12 @@ def _iterate(carry: dict, js: jax.Array, lr01: jax.Array, *, prior,
       new['g'] = optax.apply_updates(c['g'], updates)
     return new, terms
 
-  # A one-iteration piece is traced straight (no while loop, see
-  # stepped_search).
-  return jax.lax.scan(body, carry, js, unroll=js.shape[0] == 1)
+  if js.shape[0] == 1:
+    # A one-iteration piece is traced straight, with no loop around it (a
+    # loop of one trip still keeps XLA:CPU's slow path, see stepped_search).
+    carry, terms = body(carry, js[0])
+    return carry, jax.tree.map(lambda t: t[None], terms)
+  return jax.lax.scan(body, carry, js)
 
 
 def _end(carry: dict, curves: dict, lr01: jax.Array, g_params, *, prior,
