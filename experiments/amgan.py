@@ -31,6 +31,41 @@ ConfigDict = ml_collections.ConfigDict
 VARIANTS = ('ragan', 'demo', 'tiny')
 
 
+def rl_config() -> ConfigDict:
+  """AMGAN-RL's stages (jaxsr/methods/amgan_rl.py), off (0 steps).
+
+  Algorithm 1 gives no number; every value is ours unless noted.
+  """
+  return ConfigDict(dict(
+      fill_steps=0, ddpg_steps=0,
+      capacity=10_000,  # Transitions held (replay buffer R).
+      batch_size=64,  # N of lines 6-8 (DDPG's minibatch, Lillicrap et al.).
+      # DDPG's Gaussian action noise, in units of each code component's
+      # spread over the training degradations.
+      explore_std=0.3,
+      # 'niqe': r = -NIQE(render) (the CVPR abstract's example of a
+      # non-differentiable reward; MATLAB-exact, host callback); 'psnr':
+      # PSNR against the HR. niqe_params: '' = $JAXSR_NIQE_PARAMS or
+      # `python -m jaxsr.assets niqe`'s cache.
+      reward='niqe', niqe_params='', crop_border=0,
+      # 'as_written': line 7 literally (its gradient ignores r, see
+      # jaxsr/rl/ddpg.py); 'squared_td': (r - Q)^2, one-step episodes.
+      critic_loss='squared_td',
+      # 'pretrained': r = score(render) - score(pretrained predictor's
+      # render of the same LR) (same best code, far less variance);
+      # 'none': the raw score.
+      baseline='pretrained',
+      reward_clip=5.0,  # |r| <= 5 (DQN's clipping; 0: none).
+      # 'code_and_pretrained': Q reads the pretrained code of s too.
+      critic_input='code_and_pretrained',
+      gamma=0.99,  # Line 7's gamma (as_written only); DDPG's usual value.
+      critic_lr=1e-3, actor_lr=1e-4,  # DDPG's (Lillicrap et al.).
+      critic_features=(32, 64, 64), critic_hidden=(128, 128),
+      eval_widths=(0.2, 1.3, 2.6),  # Table 1's widths (rl_results.json).
+      spread_samples=4096,  # Codes drawn to measure their spread.
+  ))
+
+
 def get_config(arg=None):
   """AMGAN as the supplement describes it, or variants (module doc)."""
   tokens = config_lib.variant_tokens(arg, VARIANTS)
@@ -60,7 +95,9 @@ def get_config(arg=None):
   config.degradation = ConfigDict(dict(
       sigma_min=0.2, sigma_max=4.0, rate_iso=1.0, scaling=3.0,
       noise_max=0.0, rate_clean=0.2, noise_code_scale=10.0, kernel_size=21,
-      pca_dim=10, pca_seed=0, pca_kernels=30_000))
+      pca_dim=10, pca_seed=0, pca_kernels=30_000,
+      # The held-out LR scored during training: Table 1's middle width.
+      val_width=1.3))
   config.loss = ConfigDict(dict(
       # Supplement, total loss: L1 + 15 Lvgg + 0.01 Lrealness + 10 LDISTS.
       pixel_weight=1.0, vgg_weight=15.0, adv_weight=0.01, dists_weight=10.0,
@@ -92,6 +129,7 @@ def get_config(arg=None):
   config.train = config_lib.train(400_000)  # The 'sr' stage (ours).
   config.predictor_steps = 100_000  # The 'predictor' stage (ours).
   config.eval = config_lib.evaluation()
+  config.rl = rl_config()  # No RL step here: experiments/amgan_rl.py.
   if 'ragan' in tokens:
     # "the same model trained with Relativistic GAN": only the GAN changes
     # (the adversarial weight stays 0.01; ESRGAN's D with one logit).
@@ -124,5 +162,8 @@ def get_config(arg=None):
     config.train.update(num_steps=2, log_every=1, eval_every=0,
                         checkpoint_every=1)
     config.eval.update(tile=0, grid_images=1)
+    config.rl.update(capacity=16, batch_size=4, critic_features=(4,),
+                     critic_hidden=(8,), eval_widths=(1.3,),
+                     spread_samples=64, reward='psnr')
   config.lock()
   return config

@@ -122,7 +122,7 @@ def _reason(error: Exception) -> str:
 
 def _restore_newest(mngr: ocp.CheckpointManager, restore_args):
   """(step, restored) of the newest step folder that restores with
-  `restore_args`, skipping damaged ones with a warning; (None, None) when
+  `restore_args` (or `restore_args(step_dir)` when callable), skipping damaged ones with a warning; (None, None) when
   there is no step. Raises ValueError naming every step folder and why it
   failed when none restores."""
   failures = []
@@ -133,7 +133,9 @@ def _restore_newest(mngr: ocp.CheckpointManager, restore_args):
       failures.append((step_dir, f'{" and ".join(missing)} missing'))
       continue
     try:
-      restored = mngr.restore(step, args=restore_args)
+      args = (restore_args(step_dir) if callable(restore_args)
+              else restore_args)
+      restored = mngr.restore(step, args=args)
     except Exception as e:  # pylint: disable=broad-except
       # Any failure here: a later intact step tells damage from a mismatch.
       failures.append((step_dir, _reason(e)))
@@ -198,12 +200,24 @@ def restore_or_init(mngr: ocp.CheckpointManager, state, init_from: str,
   return state
 
 
+def _one_device_restore(step_dir: str):
+  """Restore arguments that read every array of a step onto this process's
+  first device, whatever device count wrote it (without a target, Orbax
+  refuses a checkpoint saved on 4 devices in a 1-device process)."""
+  meta = ocp.StandardCheckpointer().metadata(os.path.join(step_dir, 'default'))
+  meta = getattr(meta, 'item_metadata', meta)
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  target = jax.tree.map(
+      lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), meta)
+  return ocp.args.StandardRestore(target)
+
+
 def load_raw(workdir: str) -> dict:
   """The newest intact checkpoint of another workdir as a tree of numpy
   arrays (read-only: nothing in `workdir` is created or changed)."""
   mngr = reader(workdir)
   try:
-    step, raw = _restore_newest(mngr, ocp.args.StandardRestore())
+    step, raw = _restore_newest(mngr, _one_device_restore)
   finally:
     mngr.close()
   if step is None:
@@ -211,6 +225,13 @@ def load_raw(workdir: str) -> dict:
         f'no checkpoint under {checkpoint_dir(workdir)}: expected a workdir '
         'written by python -m jaxsr.main')
   return raw
+
+
+def _path_key(path) -> str:
+  """'[a][b][0]' of a tree path, the same for attributes and dict keys."""
+  names = (getattr(k, 'name', getattr(k, 'key', getattr(k, 'idx', k)))
+           for k in path)
+  return ''.join(f'[{n}]' for n in names)
 
 
 def init_from_workdir(state, workdir: str, fields: tuple[str, ...]):
@@ -229,12 +250,14 @@ def init_from_workdir(state, workdir: str, fields: tuple[str, ...]):
     target = getattr(state, field)
     source = raw[field]
     t_paths = jax.tree_util.tree_flatten_with_path(target)[0]
+    # A dataclass field (the AMGAN's KernelPCA) reads back as a dict: match
+    # leaves by their names, whichever container held them.
     s_flat = dict(
-        (jax.tree_util.keystr(p), v)
+        (_path_key(p), v)
         for p, v in jax.tree_util.tree_flatten_with_path(source)[0])
     leaves = []
     for path, leaf in t_paths:
-      key = jax.tree_util.keystr(path)
+      key = _path_key(path)
       if key not in s_flat:
         raise ValueError(f'init_from {workdir}: {field}{key} is missing in the '
                          'checkpoint (architectures differ?)')

@@ -24,6 +24,7 @@ from jaxsr.data import sources
 from jaxsr.losses import adversarial
 from jaxsr.losses import realness
 from jaxsr.methods import amgan
+from jaxsr.methods import amgan_rl
 from jaxsr.methods import lsrgan
 from jaxsr.methods import singan
 from jaxsr.models import discriminators
@@ -31,6 +32,8 @@ from jaxsr.models import encoders
 from jaxsr.models import rrdbnet
 from jaxsr.models import san_critic
 from jaxsr.models import vgg
+from jaxsr.rl import ddpg
+from jaxsr.rl import rewards
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,6 +218,28 @@ RULES = {
     'loss.anchors': one_of(*realness.NAMINGS),
     'loss.g_loss': one_of(*realness.G_LOSSES),
     'loss.positive_skew': number(), 'loss.negative_skew': number(),
+    'degradation.val_width': _POSITIVE,
+    # AMGAN-RL (experiments/amgan_rl.py).
+    'rl.fill_steps': integer(0), 'rl.ddpg_steps': integer(0),
+    'rl.capacity': integer(1), 'rl.batch_size': integer(1),
+    'rl.explore_std': _WEIGHT, 'rl.reward': one_of(*rewards.REWARDS),
+    'rl.niqe_params': TEXT, 'rl.crop_border': integer(0),
+    'rl.critic_loss': one_of(*ddpg.CRITIC_LOSSES), 'rl.gamma': number(0, 1),
+    'rl.critic_lr': _POSITIVE, 'rl.actor_lr': _POSITIVE,
+    'rl.critic_features': Rule(
+        lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(
+            _is_int(x) and x >= 1 for x in v), 'a tuple of widths >= 1'),
+    'rl.critic_hidden': Rule(
+        lambda v: isinstance(v, (tuple, list)) and all(
+            _is_int(x) and x >= 1 for x in v), 'a tuple of widths >= 1'),
+    'rl.eval_widths': Rule(
+        lambda v: isinstance(v, (tuple, list)) and len(v) > 0 and all(
+            _is_number(x) and x > 0 for x in v),
+        'a tuple of kernel widths > 0'),
+    'rl.spread_samples': integer(2),
+    'rl.baseline': one_of(*amgan_rl.BASELINES),
+    'rl.reward_clip': _WEIGHT,
+    'rl.critic_input': one_of(*amgan_rl.CRITIC_INPUTS),
     'features.vgg19': TEXT, 'features.dists': TEXT,
     'features.dists_vgg16': TEXT,
     'predictor_steps': integer(0),
@@ -316,6 +341,15 @@ def _check_patch_method(config) -> None:
     if d.pca_dim > d.kernel_size**2:
       raise _fail('degradation.pca_dim', d.pca_dim,
                   f'<= kernel_size^2 = {d.kernel_size**2}')
+    rl = config.rl
+    if rl.fill_steps or rl.ddpg_steps:
+      if rl.reward == 'niqe' and size - 2 * rl.crop_border < 96:
+        raise _fail('data.hr_patch', size, f'>= 96 + 2 * rl.crop_border',
+                    'the NIQE reward scores renders in 96 x 96 blocks')
+      if data.batch_size > rl.capacity:
+        raise _fail('rl.capacity', rl.capacity,
+                    f'>= config.data.batch_size={data.batch_size}',
+                    'a played batch must fit in the replay buffer')
   if config.method == 'san_sr':
     crop = 4 * 2**config.critic.num_blocks
     if data.hr_patch < crop:
@@ -382,7 +416,10 @@ def _check_files(config) -> None:
     if path and not os.path.isfile(os.path.expanduser(path)):
       raise FileNotFoundError(f'config.data.{key} names {path!r}: no such '
                               'image file')
-  for key, value in config.get('features', {}).items():
+  features = config.get('features', {})
+  if config.get('method') == 'amgan' and not config.train.num_steps:
+    features = {}  # Only the 'sr' stage reads them (AMGAN-RL runs do not).
+  for key, value in features.items():
     if key == 'dists_vgg16' and value == 'from_weights':
       continue
     if key.startswith('dists') and not config.loss.dists_weight:

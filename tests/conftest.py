@@ -49,3 +49,16 @@ def singan_tiny_run(tmp_path_factory):
   state = train.train_and_evaluate(helpers.experiment_config('singan', 'tiny'),
                                    str(workdir))
   return workdir, jax.device_get(state)
+
+
+@pytest.fixture(scope='session')
+def amgan_tiny_run(tmp_path_factory):
+  """The workdir of experiments/amgan.py:tiny ('sr' and 'predictor', 2 steps
+  each), trained once per session for the AMGAN-RL tests (init_from reads
+  it; copy it before writing into it)."""
+  from jaxsr import train  # pylint: disable=g-import-not-at-top
+  from tests import helpers  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path_factory.mktemp('amgan_tiny')
+  train.train_and_evaluate(helpers.experiment_config('amgan', 'tiny'),
+                           str(workdir))
+  return workdir

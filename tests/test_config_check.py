@@ -21,6 +21,8 @@ VARIANTS = {
                'nobn,tiny'),
     'singan': ('', 'singan', 'ttur_pgd', 'sr', 'demo', 'sr_demo', 'tiny',
                'sr,tiny'),
+    'amgan': ('', 'ragan', 'demo', 'tiny'),
+    'amgan_rl': ('', 'demo', 'tiny', 'as_written', 'demo,psnr'),
 }
 
 
@@ -34,6 +36,8 @@ def _runnable(config, tmp_path):
     config.data.train_dir = str(tmp_path)
   if config.get('perceptual', {}).get('weights') == '':
     config.perceptual.weights = 'random'
+  for key, value in config.get('features', {}).items():
+    config.features[key] = value or 'random'
   return config
 
 

@@ -14,16 +14,6 @@ NOTEBOOK = REPO / 'notebooks' / 'faces.ipynb'
 PRIOR = conftest.SHARED_DATA / 'face_prior'
 
 
-def test_faces_notebook_is_stored_without_outputs():
-  nbformat = pytest.importorskip('nbformat')
-  nb = nbformat.read(NOTEBOOK, as_version=4)
-  for cell in nb.cells:
-    if cell.cell_type == 'code':
-      assert not cell.outputs and cell.execution_count is None
-  tagged = [c for c in nb.cells if 'parameters' in c.metadata.get('tags', [])]
-  assert len(tagged) == 1
-
-
 @pytest.mark.slow
 def test_faces_notebook_runs_top_to_bottom(tmp_path, tmp_path_factory):
   """The prior set's three tiny runs (2 faces, 3 iterations) are the

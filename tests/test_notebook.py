@@ -12,13 +12,17 @@ NOTEBOOK = REPO / 'notebooks' / 'quickstart.ipynb'
 SINGAN = REPO / 'notebooks' / 'singan.ipynb'
 
 
-@pytest.mark.parametrize('path', [NOTEBOOK, SINGAN], ids=lambda p: p.stem)
+@pytest.mark.parametrize('path', sorted((REPO / 'notebooks').glob('*.ipynb')),
+                         ids=lambda p: p.stem)
 def test_notebook_is_stored_without_outputs(path):
   nbformat = pytest.importorskip('nbformat')
   nb = nbformat.read(path, as_version=4)
   for cell in nb.cells:
     if cell.cell_type == 'code':
       assert not cell.outputs and cell.execution_count is None
+  # One parameters cell, which the tests replace with the tiny variants.
+  tagged = [c for c in nb.cells if 'parameters' in c.metadata.get('tags', [])]
+  assert len(tagged) == 1
 
 
 def _execute(path, params: str, tmp_path) -> None:

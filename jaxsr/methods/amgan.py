@@ -16,6 +16,9 @@ Stages (the RL stages of AMGAN-RL build on this state):
        (the supplement's ablation: ESRGAN's relativistic GAN, D with 1 logit).
 - 'predictor': the kernel predictor (LR -> code) regressed on the true code
   (mean squared error), AMNet and D frozen.
+- 'fill' and 'ddpg': AMGAN-RL's actor-critic (Algorithm 1) with AMNet as the
+  frozen renderer and the predictor as the actor (`jaxsr.methods.amgan_rl`;
+  config.rl, experiments/amgan_rl.py).
 
 predict(state, {'lr'}) = AMNet(lr, predictor(lr)): the model never sees the
 kernel. The kernel PCA (10 dims) is fitted from `degradation.pca_seed` when
@@ -32,6 +35,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from jaxsr import checkpoint
 from jaxsr import config_lib
 from jaxsr.data import degradations
 from jaxsr.losses import adversarial
@@ -39,6 +43,7 @@ from jaxsr.losses import dists as dists_loss
 from jaxsr.losses import perceptual
 from jaxsr.losses import pixel
 from jaxsr.losses import realness
+from jaxsr.methods import amgan_rl
 from jaxsr.methods import base
 from jaxsr.models import amnet
 from jaxsr.models import discriminators
@@ -51,7 +56,8 @@ PREDICTOR_KEYS = {'num_feat', 'num_down', 'bound'}
 DISC_KEYS = {'num_feat', 'num_outcomes', 'norm', 'batch_norm'}
 DEGRADATION_KEYS = {'sigma_min', 'sigma_max', 'rate_iso', 'scaling',
                     'noise_max', 'rate_clean', 'noise_code_scale',
-                    'kernel_size', 'pca_dim', 'pca_seed', 'pca_kernels'}
+                    'kernel_size', 'pca_dim', 'pca_seed', 'pca_kernels',
+                    'val_width'}
 LOSS_KEYS = {'pixel_weight', 'vgg_weight', 'vgg_numerator', 'vgg_layers',
              'adv_weight', 'dists_weight', 'gan', 'anchors', 'g_loss',
              'positive_skew', 'negative_skew'}
@@ -152,7 +158,8 @@ class Degradation:
 @flax.struct.dataclass
 class AMGANState:
   """AMNet (G), the realness D (with BN statistics), the kernel predictor P,
-  their Adam states, and the kernel PCA the codes are made with."""
+  their Adam states, the kernel PCA the codes are made with, and AMGAN-RL's
+  critic and replay buffer (None when config.rl runs no step)."""
   step: jax.Array
   g_params: Any
   g_opt_state: Any
@@ -163,6 +170,7 @@ class AMGANState:
   p_params: Any
   p_opt_state: Any
   pca: degradations.KernelPCA
+  rl: amgan_rl.RLState | None
 
 
 def code_dim(config) -> int:
@@ -202,8 +210,10 @@ def fit_pca(config) -> degradations.KernelPCA:
       scaling=d.scaling, size=int(d.kernel_size))
 
 
-def _init(rng, *, g, p, d, g_tx, d_tx, p_tx, pca, hr_patch, scale, dim):
+def _init(rng, *, g, p, d, g_tx, d_tx, p_tx, pca, hr_patch, scale, dim,
+          rl_init):
   g_rng, p_rng, d_rng = jax.random.split(rng, 3)
+  rl_rng = jax.random.fold_in(rng, 3)
   lr = jnp.zeros((1, hr_patch // scale, hr_patch // scale, 3), jnp.float32)
   hr = jnp.zeros((1, hr_patch, hr_patch, 3), jnp.float32)
   g_params = g.init(g_rng, lr, jnp.zeros((1, dim), jnp.float32))['params']
@@ -216,7 +226,9 @@ def _init(rng, *, g, p, d, g_tx, d_tx, p_tx, pca, hr_patch, scale, dim):
       g_opt_state=g_tx.init(g_params), d_params=d_params,
       d_batch_stats=d_stats, d_norm=d_vars, d_opt_state=d_tx.init(d_params),
       p_params=p_params, p_opt_state=p_tx.init(p_params),
-      pca=jax.tree.map(jnp.asarray, pca))
+      pca=jax.tree.map(jnp.asarray, pca),
+      rl=None if rl_init is None else rl_init(rl_rng, p_params=p_params,
+                                              pca=pca))
 
 
 def _apply_d(d, params, state, x):
@@ -309,9 +321,10 @@ def _predictor_step(state, batch, rng, constants, *, p, p_tx,
 
 
 def predict(state, inputs, rng, *, g, p):
-  """SR of inputs['lr'] with the code the predictor reads from it."""
+  """SR of inputs['lr'] with the code the predictor reads from it (clipped
+  to the action box after RL: amgan_rl.policy_code)."""
   del rng  # Deterministic.
-  code = p.apply({'params': state.p_params}, inputs['lr'])
+  code = amgan_rl.policy_code(state, inputs['lr'], p=p)
   return g.apply({'params': state.g_params}, inputs['lr'], code)
 
 
@@ -334,12 +347,43 @@ def constants(config, feat) -> dict:
   return out
 
 
+def blurred_held_out(config):
+  """The held-out set with its LR made by the blind protocol: the isotropic
+  Gaussian of width config.degradation.val_width (Table 1's 1.3 by default),
+  MATLAB bicubic (`degradations.degrade_image`), so that the loop's scores
+  during training are blind-SR scores; None without a held-out set."""
+  data = base.patch_data(config)['held_out']()
+  if data is None:
+    return None
+  width = float(config.degradation.val_width)
+  size = int(config.degradation.kernel_size)
+  return dataclasses.replace(data, load_lr=lambda i: degradations.degrade_image(
+      data.load_hr(i), width, int(config.scale), size))
+
+
+def _rl_check_start(config, settings: amgan_rl.Settings, rl_only: bool):
+  """check_start: the reward's files load, and an RL-only run starts from a
+  trained AMGAN (config.init_from) unless it resumes."""
+  def check(workdir: str) -> None:
+    if not settings.enabled:
+      return
+    settings.reward_fn()  # E.g. a missing NIQE model: one line, now.
+    if (rl_only and not config.init_from
+        and not checkpoint.steps_on_disk(workdir)):
+      raise ValueError(
+          'AMGAN-RL needs a trained AMGAN (renderer and pretrained kernel '
+          'predictor): train experiments/amgan.py and pass '
+          '--config.init_from=<its workdir>')
+  return check
+
+
 def build(config) -> base.Method:
   """AMGAN: stages 'sr' (config.train.num_steps) and 'predictor'
-  (config.predictor_steps)."""
+  (config.predictor_steps); AMGAN-RL's 'fill' and 'ddpg' (config.rl)."""
   config_lib.check_keys(config.optim, base.OPTIM_KEYS, 'optim')
   loss = Losses.from_config(config)
   degradation = Degradation.from_config(config.degradation)
+  settings = amgan_rl.Settings.from_config(config)
   g, p, d = build_networks(config)
   feat = vgg.VGG(depth=19, layers=tuple(k for k, _ in loss.vgg_layer_weights))
   sr_steps = int(config.train.num_steps)
@@ -352,7 +396,13 @@ def build(config) -> base.Method:
   g_tx = base.adam(config.optim, sr_schedule)
   d_tx = base.adam(config.optim, sr_schedule)
   p_tx = base.adam(config.optim, p_schedule)
+  # DDPG's Adam (Lillicrap et al.: default betas), constant rates.
+  actor_tx = optax.adam(settings.actor_lr)
+  critic_tx = optax.adam(settings.critic_lr)
+  critic = settings.critic()
   scale = int(config.scale)
+  kernel_size = int(config.degradation.kernel_size)
+  reward = functools.cache(settings.reward_fn)  # Loaded when first traced.
   stages = []
   if sr_steps:
     step = functools.partial(_sr_step, g=g, d=d, feat=feat, g_tx=g_tx,
@@ -365,18 +415,58 @@ def build(config) -> base.Method:
                              degradation=degradation, scale=scale)
     stages.append(base.Stage('predictor', p_steps, step=base.with_learning_rate(
         step, p_schedule, sr_steps)))
+  play = dict(g=g, p=p, degradation=degradation, settings=settings,
+              scale=scale)
+  if settings.fill_steps:
+    stages.append(base.Stage('fill', settings.fill_steps, enter=amgan_rl.enter,
+                             step=_lazy_reward(amgan_rl.fill_step, play,
+                                               reward)))
+  if settings.ddpg_steps:
+    stages.append(base.Stage('ddpg', settings.ddpg_steps, enter=amgan_rl.enter,
+                             step=_lazy_reward(
+                                 amgan_rl.ddpg_step,
+                                 dict(play, critic=critic, actor_tx=actor_tx,
+                                      critic_tx=critic_tx), reward)))
   pca = fit_pca(config)
+  rl_init = None
+  if settings.enabled:
+    rl_init = functools.partial(
+        amgan_rl.init_state, settings=settings, critic=critic,
+        actor_tx=actor_tx, critic_tx=critic_tx, degradation=degradation,
+        lr_size=config.data.hr_patch // scale, dim=code_dim(config))
+  rl_only = settings.enabled and not (sr_steps or p_steps)
+  data = base.patch_data(config)
+  held_out = functools.partial(blurred_held_out, config)
   return base.Method(
       init=functools.partial(_init, g=g, p=p, d=d, g_tx=g_tx, d_tx=d_tx,
                              p_tx=p_tx, pca=pca,
                              hr_patch=config.data.hr_patch, scale=scale,
-                             dim=code_dim(config)),
+                             dim=code_dim(config), rl_init=rl_init),
       stages=tuple(stages),
       predict=functools.partial(predict, g=g, p=p),
-      predict_code=lambda state, lr: p.apply({'params': state.p_params}, lr),
+      predict_code=functools.partial(amgan_rl.policy_code, p=p),
       encode_kernel=functools.partial(
           encode_kernel, noise_coded=config.degradation.noise_max > 0),
-      init_fields=('g_params', 'd_params', 'd_batch_stats', 'p_params',
-                   'pca'),
-      constants=functools.partial(constants, config, feat),
-      **base.patch_data(config))
+      # An RL run reads the renderer, the predictor and the PCA of a trained
+      # AMGAN (its D may have been built for another patch size).
+      init_fields=(('g_params', 'p_params', 'pca') if rl_only else
+                   ('g_params', 'd_params', 'd_batch_stats', 'p_params',
+                    'pca')),
+      # The feature networks serve the 'sr' stage only.
+      constants=(functools.partial(constants, config, feat) if sr_steps
+                 else dict),
+      check_start=_rl_check_start(config, settings, rl_only),
+      finish=(functools.partial(
+          amgan_rl.finish, g=g, p=p, settings=settings, held_out=held_out,
+          scale=scale, kernel_size=kernel_size) if settings.enabled else None),
+      train_batches=data['train_batches'], held_out=held_out,
+      # Without RL steps the rl section shapes nothing in the state.
+      resumable_keys=() if settings.enabled else ('rl.*',))
+
+
+def _lazy_reward(step_fn, kwargs: dict, reward):
+  """step_fn with its reward function made when the step is first traced
+  (so that building the method, e.g. to restore it, reads no NIQE file)."""
+  def step(state, batch, rng, constants):
+    return step_fn(state, batch, rng, constants, reward_fn=reward(), **kwargs)
+  return step

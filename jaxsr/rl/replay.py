@@ -35,8 +35,9 @@ zeroed initial items, so callers check `size(state) > 0` (or fill first).
 
 Memory: capacity x (the bytes of one transition). For AMGAN-RL an x4 LR
 patch of 48x48 is 27 KB in float32 and its 192x192 SR render 442 KB; the
-paper's critic loss never reads s', so a method that uses it may store an
-empty s' (shape (0,)) and save the bulk.
+paper's critic loss never reads s', so a method that uses it may store a
+placeholder s' (a scalar 0: Orbax cannot save zero-size arrays) and save the
+bulk.
 """
 
 import numbers
@@ -58,8 +59,8 @@ class Transition:
     s: the observed LR image, (H, W, 3) float32 in [0, 1].
     a: the action, a degradation code, (code_dim,) float32.
     r: the reward, a scalar float32 (e.g. -NIQE of the render).
-    s_next: the rendered result s' (the SR image, or an empty (0,) array when
-      the critic loss in use does not read it).
+    s_next: the rendered result s' (the SR image, or a placeholder scalar 0
+      when the critic loss in use does not read it).
   """
   s: jax.Array
   a: jax.Array

@@ -102,19 +102,21 @@ def test_the_pca_is_fitted_from_its_seed_and_kept_in_the_state(stepped):
   np.testing.assert_array_equal(again.basis, state0.pca.basis)
 
 
-def test_trains_resumes_and_restores_blind(tmp_path):
+def test_trains_resumes_and_restores_blind(tmp_path, amgan_tiny_run):
+  # The session's tiny run (2 'sr' + 2 'predictor' steps, a checkpoint per
+  # step), copied: lose the predictor stage's checkpoints and the rerun
+  # resumes at step 2 (the end of 'sr') and repeats the same steps.
   workdir = str(tmp_path / 'amgan')
-  config = _config()
-  first = train.train_and_evaluate(config, workdir)
-  assert int(first.step) == 4
+  shutil.copytree(amgan_tiny_run, workdir)
+  first = checkpoint.load_raw(workdir)
+  assert int(first['step']) == 4
   assert checkpoint.steps_on_disk(workdir) == [2, 3, 4]
-  # Lose the predictor stage's checkpoints: the rerun resumes at step 2
-  # (the end of 'sr') and repeats the same steps.
   for step in (3, 4):
     shutil.rmtree(os.path.join(checkpoint.checkpoint_dir(workdir), str(step)))
   again = train.train_and_evaluate(_config(), workdir)
   assert int(again.step) == 4
-  for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
+  for a, b in zip(jax.tree.leaves(first),
+                  jax.tree.leaves(checkpoint.load_raw(workdir))):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
                                atol=1e-6)
   model = restore.load_model(workdir)
