@@ -355,7 +355,7 @@ def blurred_held_out(config):
   data = base.patch_data(config)['held_out']()
   if data is None:
     return None
-  width = float(config.degradation.val_width)
+  width = float(config.degradation.get('val_width', 1.3))
   size = int(config.degradation.kernel_size)
   return dataclasses.replace(data, load_lr=lambda i: degradations.degrade_image(
       data.load_hr(i), width, int(config.scale), size))

@@ -130,6 +130,9 @@ class Settings:
 
   @classmethod
   def from_config(cls, config) -> 'Settings':
+    if 'rl' not in config:  # A workdir written before AMGAN-RL existed.
+      return cls(0, 0, 1, 1, 0.0, 'psnr', '', 0, 'squared_td', 0.0, 1e-3,
+                 1e-4, (32,), (), (1.3,), 2, 'none', 0.0, 'code')
     rl = config.rl
     config_lib.check_keys(rl, RL_KEYS, 'rl')
     if rl.reward not in rewards.REWARDS:

@@ -149,3 +149,14 @@ def test_ragan_variant_is_amgan_star():
   assert (paper.loss.pixel_weight, paper.loss.vgg_weight,
           paper.loss.adv_weight, paper.loss.dists_weight) == (1, 15, 0.01, 10)
   assert paper.loss.anchors == 'supplement'
+
+
+def test_a_config_written_before_amgan_rl_still_builds():
+  # Workdirs of the first AMGAN slice have no rl section and no val_width:
+  # they restore with the RL stages off and the Table 1 middle width.
+  config = _config()
+  del config['rl']
+  del config.degradation['val_width']
+  method = methods.build(config)
+  assert [s.name for s in method.stages] == ['sr', 'predictor']
+  assert method.held_out() is not None
