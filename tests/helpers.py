@@ -135,3 +135,19 @@ def implied_adam_lr(params_before, params_after, opt_state_after, b1: float,
     delta = np.asarray(p0, np.float64) - np.asarray(p1, np.float64)
     ratios.append((delta[ok] / direction[ok]).ravel())
   return float(np.median(np.concatenate(ratios)))
+
+
+def load_benchmark(name: str):
+  """benchmarks/<name>.py as a module (benchmarks/ is not a package; its
+  sibling imports resolve while it loads)."""
+  import sys  # pylint: disable=g-import-not-at-top
+  folder = str(REPO / 'benchmarks')
+  sys.path.insert(0, folder)
+  try:
+    spec = importlib.util.spec_from_file_location(
+        f'benchmarks_{name}', REPO / 'benchmarks' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+  finally:
+    sys.path.remove(folder)

@@ -6,32 +6,15 @@ schedule and losses); the check compares it with jaxsr's search of 2 faces
 for 2 iterations on the real shared DCGAN (random weights when absent).
 """
 
-import importlib.util
-import pathlib
-import sys
-
 import pytest
+
+from tests import helpers
 
 torch = pytest.importorskip('torch')
 
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'
-
-
-def _load(name: str):
-  sys.path.insert(0, str(BENCHMARKS))
-  try:
-    spec = importlib.util.spec_from_file_location(
-        f'benchmarks_{name}', BENCHMARKS / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-  finally:
-    sys.path.remove(str(BENCHMARKS))
-
-
 @pytest.mark.slow
 def test_twin_check_passes_and_catches_a_different_g():
-  faces = _load('faces')
+  faces = helpers.load_benchmark('faces')
   cpu = torch.device('cpu')
   setup = faces.dcgan_setup(cpu)
   ref = faces.jax_reference(setup, batch=2, steps=2)

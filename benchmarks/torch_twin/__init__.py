@@ -15,6 +15,9 @@ then the same function (`check.py` measures the forward difference).
   face_priors.py the DCGAN and StyleGAN2 priors (G, D with block features)
   faces.py       paper 001's latent search (PULSE's spherical optimizer and
                  schedule, the loss terms, per-face G copies)
+  amgan.py       AMNet, the kernel predictor, the realness D, DISTS, the
+                 on-the-fly degradation, AMGAN's 'sr' and 'predictor' steps
+  amgan_rl.py    AMGAN-RL's critic, ring buffer, play, 'fill' and 'ddpg'
   params.py      Flax param tree -> twin module
   check.py       forward and first-step agreement with jaxsr (needs jax)
 """
