@@ -180,7 +180,7 @@ def test_bad_rl_configs_name_the_problem(overrides, match):
     methods.build(_config(**overrides))
 
 
-def test_kill_during_fill_resumes_to_the_same_run(tmp_path, amgan_tiny_run):
+def test_kills_during_fill_and_ddpg_resume_to_the_same_run(tmp_path, amgan_tiny_run):
   config = _config(init_from=str(amgan_tiny_run), **{'rl.fill_steps': 3})
   workdir = str(tmp_path / 'rl')
   first = train.train_and_evaluate(config, workdir)
@@ -204,6 +204,14 @@ def test_kill_during_fill_resumes_to_the_same_run(tmp_path, amgan_tiny_run):
   again = train.train_and_evaluate(config, workdir)
   assert int(replay.size(again.rl.buffer)) == 16
   for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
+                               atol=1e-6)
+  # And a kill inside 'ddpg' (after its first step): no `enter` on resume,
+  # the same last step.
+  shutil.rmtree(os.path.join(checkpoint.checkpoint_dir(workdir), '5'))
+  os.remove(os.path.join(workdir, 'rl_results.json'))
+  third = train.train_and_evaluate(config, workdir)
+  for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(third)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
                                atol=1e-6)
   # The held-out report: pretrained vs trained actor vs true code.
