@@ -23,6 +23,8 @@ VARIANTS['singan'] = [None, 'singan', 'ttur', 'ttur_fgm', 'ttur_pgd',
 VARIANTS['face_explore'] = ['demo', 'demo_lfw', 'demo,pulse',
                             'demo,no_semantic', 'demo,tiny']
 VARIANTS['amgan'] = [None, 'ragan', 'demo', 'tiny', 'demo,ragan']
+VARIANTS['amgan_rl'] = [None, 'demo', 'tiny', 'as_written', 'psnr',
+                        'demo,as_written']
 
 
 @pytest.mark.parametrize('name', EXPERIMENTS)
@@ -45,9 +47,14 @@ def test_config_builds(name, arg):
   if config.method == 'face_explore':  # The search is the prediction.
     assert method.stages == () and method.finish is not None
     return
-  if config.method == 'amgan':  # SR with the true code, then the predictor.
+  if config.method == 'amgan':  # SR with the true code, the predictor, RL.
+    want = [('sr', config.train.num_steps),
+            ('predictor', config.predictor_steps),
+            ('fill', config.rl.fill_steps), ('ddpg', config.rl.ddpg_steps)]
     assert [(s.name, s.num_steps) for s in method.stages] == [
-        ('sr', config.train.num_steps), ('predictor', config.predictor_steps)]
+        (n, k) for n, k in want if k]
+    # experiments/amgan_rl.py: the RL stages alone, from a trained AMGAN.
+    assert (name == 'amgan_rl') == (method.stages[0].name == 'fill')
     return
   if config.method == 'singan':  # One stage per scale of the pyramid.
     assert [s.name for s in method.stages] == [
