@@ -12,7 +12,6 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jaxsr.data import degradations
 from jaxsr.losses import dists as dists_lib
 from jaxsr.losses import realness
 from jaxsr.methods import amgan
@@ -35,12 +34,9 @@ def step_inputs(bench, name: str, state, hr) -> tuple[dict, tuple]:
     key, anchor_key = jax.random.split(key)
     anchors = realness.sample_anchors(anchor_key, int(c.disc.num_outcomes),
                                       c.loss.anchors)
-  d = c.degradation
-  data = degradations.random_degradation(
-      key, hr, scale=int(c.scale), pca=state.pca,
-      sigma_range=(d.sigma_min, d.sigma_max), rate_iso=d.rate_iso,
-      scaling=d.scaling, noise_max=d.noise_max, rate_clean=d.rate_clean,
-      noise_code_scale=d.noise_code_scale)
+  # The method's own sampler of config.degradation (amgan.Degradation).
+  data = amgan.Degradation.from_config(c.degradation).batch(
+      key, hr, state.pca, int(c.scale))
   return {k: data[k] for k in ('lr', 'code')}, anchors
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import torch
 
-from jaxsr.data import degradations
+from jaxsr.methods import amgan
 from jaxsr.metrics.niqe import default_params_path
 from jaxsr.metrics.niqe import load_pristine_params
 from jaxsr.metrics.niqe import niqe
@@ -142,12 +142,9 @@ def step_inputs(bench, name: str, state, hr) -> dict:
   if name == 'ddpg':
     key, sample_key = jax.random.split(key)
   deg_key, noise_key = jax.random.split(key)
-  d = c.degradation
-  data = degradations.random_degradation(
-      deg_key, hr, scale=int(c.scale), pca=state.pca,
-      sigma_range=(d.sigma_min, d.sigma_max), rate_iso=d.rate_iso,
-      scaling=d.scaling, noise_max=d.noise_max, rate_clean=d.rate_clean,
-      noise_code_scale=d.noise_code_scale)
+  # The method's own sampler of config.degradation (amgan.Degradation).
+  data = amgan.Degradation.from_config(c.degradation).batch(
+      deg_key, hr, state.pca, int(c.scale))
   out = {'lr': data['lr'], 'code': data['code'],
          'noise': jax.random.normal(noise_key, data['code'].shape)}
   if name == 'ddpg':
