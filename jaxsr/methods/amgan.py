@@ -347,12 +347,13 @@ def constants(config, feat) -> dict:
   return out
 
 
-def blurred_held_out(config):
+def blurred_held_out(config, val_set=None):
   """The held-out set with its LR made by the blind protocol: the isotropic
   Gaussian of width config.degradation.val_width (Table 1's 1.3 by default),
   MATLAB bicubic (`degradations.degrade_image`), so that the loop's scores
-  during training are blind-SR scores; None without a held-out set."""
-  data = base.patch_data(config)['held_out']()
+  during training are blind-SR scores; None without a held-out set.
+  val_set: the plain held-out loader (default: base.patch_data's)."""
+  data = (val_set or base.patch_data(config)['held_out'])()
   if data is None:
     return None
   width = float(config.degradation.get('val_width', 1.3))
@@ -436,7 +437,7 @@ def build(config) -> base.Method:
         lr_size=config.data.hr_patch // scale, dim=code_dim(config))
   rl_only = settings.enabled and not (sr_steps or p_steps)
   data = base.patch_data(config)
-  held_out = functools.partial(blurred_held_out, config)
+  held_out = functools.partial(blurred_held_out, config, data['held_out'])
   return base.Method(
       init=functools.partial(_init, g=g, p=p, d=d, g_tx=g_tx, d_tx=d_tx,
                              p_tx=p_tx, pca=pca,
