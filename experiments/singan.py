@@ -73,7 +73,13 @@ def get_config(arg=None):
       sr_min_size=18,  # Official SR min_size.
   ))
   # Official nfc = min_nfc = 32, doubled every 4 scales, at most 128.
-  config.model = ConfigDict(dict(base_features=32, max_features=128))
+  config.model = ConfigDict(dict(
+      base_features=32, max_features=128,
+      # How the convs' gradients are computed (not the function): 'auto' =
+      # 'winograd' on CPU (no XLA kernel-gradient convolutions, which
+      # XLA:CPU runs slowly for one image: the demo pyramid 0.7x the time),
+      # 'xla' on GPU/TPU; 'xla' or 'winograd' to choose.
+      kernel_grad='auto'))
   config.loss = ConfigDict(dict(
       alpha=10.0,  # Eq. 7's α (official alpha 10).
       gp_weight=0.1,  # WGAN-GP λ (official lambda_grad 0.1).

@@ -42,12 +42,13 @@ from jaxsr.losses import adversarial
 from jaxsr.methods import base
 from jaxsr.methods import singan_generate as generation
 from jaxsr.methods import stacked
+from jaxsr.models import rrdbnet
 from jaxsr.models import singan as nets
 
 MODES = ('none', 'fgm', 'pgd', 'adaptive')
 TARGETS = ('last_layer', 'input')
 PYRAMID_KEYS = {'task', 'scale_factor', 'min_size', 'max_size', 'sr_min_size'}
-MODEL_KEYS = {'base_features', 'max_features'}
+MODEL_KEYS = {'base_features', 'max_features', 'kernel_grad'}
 LOSS_KEYS = {'alpha', 'gp_weight', 'd_steps', 'g_steps', 'noise_amp'}
 OPTIM_KEYS = {'lr_g', 'lr_d', 'b1', 'b2', 'milestone', 'gamma'}
 ADV_KEYS = {'mode', 'target', 'epsilon', 'radius', 'alpha', 'steps', 'kappa',
@@ -320,9 +321,14 @@ def build_nets(config, pyramid: pyramid_lib.Pyramid) -> generation.Nets:
   widths = [nets.features_at(n, config.model.base_features,
                              config.model.max_features)
             for n in range(pyramid.num_scales)]
+  # Configs saved before the option existed mean 'auto'.
+  kernel_grad = rrdbnet.resolve_kernel_grad(
+      config.model.get('kernel_grad', 'auto'))
   return generation.Nets(
-      gens=tuple(nets.Generator(features=w) for w in widths),
-      discs=tuple(nets.Discriminator(features=w) for w in widths),
+      gens=tuple(nets.Generator(features=w, kernel_grad=kernel_grad)
+                 for w in widths),
+      discs=tuple(nets.Discriminator(features=w, kernel_grad=kernel_grad)
+                  for w in widths),
       sizes=pyramid.sizes, factor=pyramid.factor)
 
 

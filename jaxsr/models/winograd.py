@@ -236,3 +236,45 @@ def _kernel_grad_bwd(residuals, dy):
 
 
 conv3x3_winograd_kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
+
+
+
+def xla_conv3x3_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """XLA's unpadded ('VALID') stride-1 3x3 cross-correlation, NHWC x HWIO:
+  (N, H, W, I) -> (N, H - 2, W - 2, O)."""
+  return jax.lax.conv_general_dilated(
+      x, kernel, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+
+
+@jax.custom_vjp
+def conv3x3_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
+  """XLA's 3x3 'VALID' conv whose gradients contain no XLA kernel-gradient
+  convolution, at any order of differentiation.
+
+  dL/dx is again this function (dy zero-padded by 2, the kernel flipped and
+  its channel axes swapped), dL/dkernel is `kernel_gradient` of dy
+  zero-padded by 1 (the VALID output is the 'SAME' one without its border).
+  Differentiating the backward pass (a gradient penalty's second order)
+  then gives forward convolutions and Winograd products only: XLA:CPU
+  lowers the kernel gradient of a batch-1 image to a convolution whose
+  window is the whole image, up to 10x slower than a forward conv of the
+  same size (SinGAN's step: benchmarks/RESULTS.md). F(2x2, 3x3) here: as
+  fast as F(4x4, 3x3) at SinGAN's sizes and exact to float32 rounding.
+  """
+  return xla_conv3x3_valid(x, kernel)
+
+
+def _valid_fwd(x, kernel):
+  return xla_conv3x3_valid(x, kernel), (x, kernel)
+
+
+def _valid_bwd(residuals, dy):
+  x, kernel = residuals
+  full = jnp.pad(dy, ((0, 0), (2, 2), (2, 2), (0, 0)))
+  dx = conv3x3_valid(full, jnp.flip(kernel, (0, 1)).transpose(0, 1, 3, 2))
+  same = jnp.pad(dy, ((0, 0), (1, 1), (1, 1), (0, 0)))
+  dk = kernel_gradient(x, same, F2X3).astype(kernel.dtype)
+  return dx.astype(x.dtype), dk
+
+
+conv3x3_valid.defvjp(_valid_fwd, _valid_bwd)

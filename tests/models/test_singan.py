@@ -81,3 +81,50 @@ def test_batch_norm_uses_batch_statistics_in_training():
                              rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(head['var'],
                              0.9 + 0.1 * y.var(axis=(0, 1, 2)), rtol=1e-4)
+
+
+def test_winograd_kernel_grad_changes_no_value_or_gradient():
+  """kernel_grad='winograd' computes the same G, D and gradients, the WGAN-GP
+  penalty's second order included (float64: to rounding)."""
+  from jaxsr.losses import adversarial  # pylint: disable=g-import-not-at-top
+  with jax.enable_x64(True):
+    keys = jax.random.split(jax.random.key(3), 4)
+    real = jax.random.uniform(keys[0], (1, 16, 14, 3), jnp.float64, -1, 1)
+    fake = jax.random.uniform(keys[1], (1, 16, 14, 3), jnp.float64, -1, 1)
+    d_xla = singan.Discriminator(features=8)
+    d_win = singan.Discriminator(features=8, kernel_grad='winograd')
+    variables = d_xla.init(keys[2], real, train=False)
+
+    def loss(params, disc):
+      def critic(x):
+        return disc.apply({'params': params,
+                           'batch_stats': variables['batch_stats']}, x,
+                          train=True, mutable=['batch_stats'])[0]
+      wgan = jnp.mean(critic(fake)) - jnp.mean(critic(real))
+      return wgan + adversarial.pixel_gradient_penalty(critic, real, fake,
+                                                       keys[3], 0.1)
+
+    want = jax.grad(loss)(variables['params'], d_xla)
+    got = jax.grad(loss)(variables['params'], d_win)
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-9,
+                                 atol=1e-12)
+    x = jax.random.uniform(keys[0], (1, 20, 18, 3), jnp.float64, -1, 1)
+    g_xla = singan.Generator(features=8)
+    g_vars = g_xla.init(keys[1], x, x, train=False)
+
+    def g_loss(params, gen):
+      out = gen.apply({'params': params,
+                       'batch_stats': g_vars['batch_stats']}, x, x,
+                      train=True, mutable=['batch_stats'])[0]
+      return jnp.sum(jnp.square(out))
+
+    want = jax.grad(g_loss)(g_vars['params'], g_xla)
+    got = jax.grad(g_loss)(g_vars['params'],
+                           singan.Generator(features=8, kernel_grad='winograd'))
+    for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+      np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-9,
+                                 atol=1e-12)
+  with pytest.raises(ValueError, match='kernel_grad'):
+    singan.Discriminator(features=8, kernel_grad='auto').init(
+        keys[2], real, train=False)

@@ -145,3 +145,61 @@ def test_conv_with_winograd_kernel_grad():
   want = _grads(x32.astype(np.float64), k32.astype(np.float64),
                 g32.astype(np.float64))[1]
   assert np.max(np.abs(dk32 - want)) / np.max(np.abs(want)) < 5e-5
+
+
+def test_valid_conv_and_its_gradients_equal_the_definition():
+  """VALID = the SAME correlation without its border; L = Σ y·gy."""
+  rng = np.random.default_rng(7)
+  x = rng.standard_normal((2, 9, 7, 3))
+  k = rng.standard_normal((3, 3, 3, 4))
+  gy = rng.standard_normal((2, 7, 5, 4))
+  with jax.enable_x64(True):
+    y, vjp = jax.vjp(winograd.conv3x3_valid, jnp.asarray(x), jnp.asarray(k))
+    dx, dk = (np.asarray(g) for g in vjp(jnp.asarray(gy)))
+  np.testing.assert_allclose(np.asarray(y), _correlate(x, k)[:, 1:-1, 1:-1],
+                             rtol=1e-10, atol=1e-10)
+  want_dx, want_dk = _grads(x, k, np.pad(gy, ((0, 0), (1, 1), (1, 1),
+                                              (0, 0))))
+  np.testing.assert_allclose(dx, want_dx, rtol=1e-10, atol=1e-10)
+  np.testing.assert_allclose(dk, want_dk, rtol=1e-10, atol=1e-10)
+
+
+def _penalty(conv):
+  """A gradient penalty through two convs: ‖∂/∂x Σ c·tanh(conv(tanh(conv(x,
+  k1)), k2))‖² per (x, k1, k2), as WGAN-GP differentiates a critic."""
+  def critic(x, k1, k2, c):
+    return jnp.sum(c * jnp.tanh(conv(jnp.tanh(conv(x, k1)), k2)))
+
+  def penalty(x, k1, k2, c):
+    return jnp.sum(jnp.square(jax.grad(critic)(x, k1, k2, c)))
+  return penalty
+
+
+def test_valid_conv_second_order_equals_xla_and_finite_differences():
+  rng = np.random.default_rng(8)
+  x = rng.standard_normal((1, 10, 8, 2))
+  k1 = rng.standard_normal((3, 3, 2, 3)) * 0.5
+  k2 = rng.standard_normal((3, 3, 3, 2)) * 0.5
+  c = rng.standard_normal((1, 6, 4, 2))
+  with jax.enable_x64(True):
+    args = tuple(jnp.asarray(a) for a in (x, k1, k2, c))
+    ours_fn = _penalty(winograd.conv3x3_valid)
+    ours = jax.grad(ours_fn, argnums=(0, 1, 2))(*args)
+    xla = jax.grad(_penalty(winograd.xla_conv3x3_valid),
+                   argnums=(0, 1, 2))(*args)
+    for got, want in zip(ours, xla):
+      np.testing.assert_allclose(np.asarray(got), np.asarray(want),
+                                 rtol=1e-9, atol=1e-10)
+    # And one entry of each kernel against a central difference.
+    h = 1e-5
+    for i, index in enumerate(((0, 1, 1, 2), (2, 0, 2, 1))):
+      arrays = list(args)
+      kernel = np.array(arrays[1 + i])
+      kernel[index] += h
+      arrays[1 + i] = jnp.asarray(kernel)
+      up = float(ours_fn(*arrays))
+      kernel[index] -= 2 * h
+      arrays[1 + i] = jnp.asarray(kernel)
+      down = float(ours_fn(*arrays))
+      np.testing.assert_allclose(float(ours[1 + i][index]),
+                                 (up - down) / (2 * h), rtol=1e-6)
