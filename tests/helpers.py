@@ -85,15 +85,24 @@ def assert_matches_pre_stage(name: str, workdir, state, rtol: float = 1e-3):
   for field, total in golden['state_abs_sums'].items():
     leaves = [np.asarray(x, np.float64).ravel()
               for x in jax.tree.leaves(getattr(state, field))]
+    # Adam moments turn rounding noise of near-zero gradients into larger
+    # relative changes: their sums differ by up to 4.4e-4 across CPUs
+    # (measured: esrgan's d_opt_state on an AMD EPYC VM).
     np.testing.assert_allclose(sum(np.abs(x).sum() for x in leaves), total,
-                               rtol=1e-4, err_msg=f'{name} final {field}')
+                               rtol=2e-3 if 'opt' in field else 1e-4,
+                               err_msg=f'{name} final {field}')
     # A random projection sees a change of ~1e-4 in many weights (e.g. an EMA
     # restarted one step late) that the sum of |x| averages away.
     projection = sum(float(np.random.default_rng(i).standard_normal(x.size)
                            @ x) for i, x in enumerate(leaves))
-    np.testing.assert_allclose(projection,
-                               golden['state_projections'][field], rtol=2e-4,
-                               atol=1e-5, err_msg=f'{name} final {field}')
+    # A projection cancels to ~1e-4 of the |x| sum, so its cross-CPU noise
+    # (Adam's +-lr steps on near-zero gradients) is bounded against that sum:
+    # measured on an AMD EPYC VM, 1.6e-4 of it for d_opt_state, 1.4e-6 for
+    # d_params; an EMA restarted one step late moves ema_params' by ~1e-4.
+    np.testing.assert_allclose(
+        projection, golden['state_projections'][field], rtol=2e-4,
+        atol=max(1e-5, (1e-3 if 'opt' in field else 1e-5) * total),
+        err_msg=f'{name} final {field}')
 
 
 def run_stages(method, batches, num_steps: int, state=None, constants=None,
