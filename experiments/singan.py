@@ -77,7 +77,7 @@ def get_config(arg=None):
       base_features=32, max_features=128,
       # How the convs' gradients are computed (not the function): 'auto' =
       # 'winograd' on CPU (no XLA kernel-gradient convolutions, which
-      # XLA:CPU runs slowly for one image: the demo pyramid 0.7x the time),
+      # XLA:CPU runs slowly for one image: sr_demo's pyramid 0.65x the time),
       # 'xla' on GPU/TPU; 'xla' or 'winograd' to choose.
       kernel_grad='auto'))
   config.loss = ConfigDict(dict(

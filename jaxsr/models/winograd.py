@@ -238,7 +238,6 @@ def _kernel_grad_bwd(residuals, dy):
 conv3x3_winograd_kernel_grad.defvjp(_kernel_grad_fwd, _kernel_grad_bwd)
 
 
-
 def xla_conv3x3_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
   """XLA's unpadded ('VALID') stride-1 3x3 cross-correlation, NHWC x HWIO:
   (N, H, W, I) -> (N, H - 2, W - 2, O)."""
