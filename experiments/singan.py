@@ -114,6 +114,10 @@ def get_config(arg=None):
       # Iterations per dispatch (lax.scan over them): 0 = 50 on GPU/TPU, 1 on
       # CPU (methods/base.py steps_per_call_auto says why).
       steps_per_call=0,
+      # `sr_benchmark`: same-size LRs as one stacked run (data.images) or one
+      # by one: 'auto' = stacked on GPU/TPU, one by one on CPU (faster there:
+      # methods/singan.py stacks_images), or 'always' / 'never'.
+      stack_images='auto',
   ))
   config.train = ConfigDict(dict(log_every=50, eval_every=0,
                                  checkpoint_every=500, keep_checkpoints=2))

@@ -180,6 +180,7 @@ RULES = {
     'adversarial.alpha': _WEIGHT, 'adversarial.steps': integer(1),
     'adversarial.kappa': _WEIGHT, 'adversarial.power_iters': integer(1),
     'singan.iters_per_scale': integer(1), 'singan.steps_per_call': integer(0),
+    'singan.stack_images': one_of(*singan.STACK_IMAGES),
     # Face SR by latent exploration (experiments/face_explore.py).
     'prior.kind': one_of('dcgan', 'stylegan2'), 'prior.weights': TEXT,
     'prior.trainable_noise': integer(0), 'prior.stats_samples': integer(1),

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 from jaxsr import singan as cli
+from jaxsr.evaluation import singan_benchmark
+from jaxsr.methods import singan
 from jaxsr.methods import singan_generate
 from jaxsr.data import imresize
 from jaxsr.data import io
@@ -100,6 +102,7 @@ def get_config(arg=None):
   config = module.get_config('sr,tiny,ttur')
   config.unlock()
   config.pyramid.sr_min_size = 20  # Two scales for a 26 px LR.
+  config.singan.stack_images = 'always'  # 'auto' trains one by one on CPU.
   config.lock()
   return config
 '''
@@ -155,6 +158,21 @@ def test_sr_benchmark_writes_the_table_4_summary(shared_data, tmp_path,
       np.abs(sr['coffee'] - hr['astronaut']))
   assert '| singan |' in proc.stdout and '| bicubic |' in proc.stdout
   assert (out / 'grid.png').exists() and (out / 'results.md').exists()
+
+
+def test_sr_benchmark_groups_same_size_lrs_only_when_stacking():
+  shapes = [(26, 39, 3), (32, 32, 3), (26, 39, 3), (26, 40, 3)]
+  assert singan_benchmark.groups(shapes, True) == [[0, 2], [1], [3]]
+  assert singan_benchmark.groups(shapes, False) == [[0], [1], [2], [3]]
+  config = helpers.experiment_config('singan', 'sr_demo')
+  assert config.singan.stack_images == 'auto'
+  # On this CPU backend 'auto' trains one by one (faster there).
+  assert not singan.stacks_images(config)
+  config.singan.stack_images = 'always'
+  assert singan.stacks_images(config)
+  config.singan.stack_images = 'yes'
+  with pytest.raises(ValueError, match='stack_images'):
+    singan.stacks_images(config)
 
 
 def test_sample_scores_sifid_with_a_local_inception_file(workdir, tmp_path):

@@ -4,7 +4,9 @@ For each HR image: modcrop to the scale, LR = MATLAB-exact bicubic
 downscale (uint8, `jaxsr.data.imresize`), a SinGAN pyramid trained on that
 LR alone (`python -m jaxsr.main` semantics: its own workdir under
 OUT/runs/<name>, so a rerun resumes; LRs of one size are trained together
-as one stacked, vmapped run, each pyramid as if alone), its SR by `scale`
+as one stacked, vmapped run, each pyramid as if alone, when
+config.singan.stack_images says so: by default on GPU/TPU, not on CPU),
+its SR by `scale`
 (`jaxsr.methods.singan_generate.super_resolve`), and bicubic upscaling of
 the same LR.
 
@@ -75,13 +77,25 @@ def _train_and_sr(base_config, lr_paths: list[str], scale: int,
   return [color.to_uint8(sr) for sr in np.asarray(model.predict(batch))]
 
 
+def groups(shapes: list[tuple], stack: bool) -> list[list[int]]:
+  """Indices of the images trained as one run: those of one shape together
+  (in order of first appearance) when stack, else each alone."""
+  if not stack:
+    return [[i] for i in range(len(shapes))]
+  by_shape = {}
+  for i, shape in enumerate(shapes):
+    by_shape.setdefault(tuple(shape), []).append(i)
+  return list(by_shape.values())
+
+
 def run(data_dir: str, scale: int, config_spec: str, out_dir: str
         ) -> tuple[dict, str]:
   """Trains and scores one pyramid per image of data_dir; (summary, table).
 
   Images whose LRs share a size train together as one stacked run (one
-  vmapped program, workdir OUT/runs/<first name>+<n>); the others alone
-  (OUT/runs/<name>). Each pyramid is the same as trained alone.
+  vmapped program, workdir OUT/runs/<first name>+<n>) when
+  `singan.stacks_images(config)`; the others alone (OUT/runs/<name>). Each
+  pyramid is the same as trained alone.
   """
   if not os.path.isdir(data_dir):
     raise FileNotFoundError(f'no HR folder {data_dir}')
@@ -94,15 +108,16 @@ def run(data_dir: str, scale: int, config_spec: str, out_dir: str
                      'expected experiments/singan.py:sr (or a variant)')
   # Every model file is read before any training starts.
   scorer = metric_suite.Scorer(('niqe',), scale)
-  names, hrs, lrs, groups = [], [], [], {}
+  names, hrs, lrs = [], [], []
   for path in paths:
     names.append(os.path.splitext(os.path.basename(path))[0])
     hrs.append(imresize.modcrop(io.read_image(path), scale))
     lrs.append(imresize.imresize(hrs[-1], 1 / scale))
     io.write_image(os.path.join(out_dir, 'lr', f'{names[-1]}.png'), lrs[-1])
-    groups.setdefault(lrs[-1].shape, []).append(len(names) - 1)
   srs = [None] * len(paths)
-  for members in groups.values():
+  from jaxsr.methods import singan  # pylint: disable=g-import-not-at-top
+  stack = singan.stacks_images(base_config)
+  for members in groups([lr.shape for lr in lrs], stack):
     first = names[members[0]]
     workdir = os.path.join(out_dir, 'runs', first if len(members) == 1
                            else f'{first}+{len(members) - 1}')

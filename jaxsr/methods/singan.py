@@ -53,7 +53,8 @@ LOSS_KEYS = {'alpha', 'gp_weight', 'd_steps', 'g_steps', 'noise_amp'}
 OPTIM_KEYS = {'lr_g', 'lr_d', 'b1', 'b2', 'milestone', 'gamma'}
 ADV_KEYS = {'mode', 'target', 'epsilon', 'radius', 'alpha', 'steps', 'kappa',
             'power_iters'}
-SINGAN_KEYS = {'iters_per_scale', 'steps_per_call'}
+SINGAN_KEYS = {'iters_per_scale', 'steps_per_call', 'stack_images'}
+STACK_IMAGES = ('auto', 'always', 'never')
 
 
 @flax.struct.dataclass
@@ -309,11 +310,28 @@ def _check(config) -> None:
   if config.singan.iters_per_scale < 1 or config.singan.steps_per_call < 0:
     raise ValueError('config.singan.iters_per_scale must be >= 1 and '
                      'steps_per_call >= 0')
+  stacks_images(config)  # Checks its value.
   if min(config.loss.d_steps, config.loss.g_steps) < 1:
     raise ValueError('config.loss.d_steps and g_steps must be >= 1')
   if config.scale < 2:
     raise ValueError(f'config.scale={config.scale}: the SR factor of predict '
                      'must be >= 2')
+
+
+def stacks_images(config) -> bool:
+  """Whether `sr_benchmark` trains same-size LRs as one stacked run:
+  config.singan.stack_images 'always', 'never', or 'auto' = not on a CPU
+  default backend (there a vmapped step of 14 same-size runs took 0.85x
+  the 14 single steps' time at sr_demo's coarsest scale but 1.3-1.65x at
+  its 64-wide scales: a vmapped conv with per-run kernels is a grouped
+  conv, which XLA:CPU runs slowly)."""
+  stack = config.singan.get('stack_images', 'auto')  # Old configs: 'auto'.
+  if stack not in STACK_IMAGES:
+    raise ValueError(f'config.singan.stack_images={stack!r}; expected one of '
+                     f'{STACK_IMAGES}')
+  if stack == 'auto':
+    return jax.default_backend() != 'cpu'
+  return stack == 'always'
 
 
 def build_nets(config, pyramid: pyramid_lib.Pyramid) -> generation.Nets:
