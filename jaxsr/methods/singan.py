@@ -321,10 +321,9 @@ def _check(config) -> None:
 def stacks_images(config) -> bool:
   """Whether `sr_benchmark` trains same-size LRs as one stacked run:
   config.singan.stack_images 'always', 'never', or 'auto' = not on a CPU
-  default backend (there a vmapped step of 14 same-size runs took 0.85x
-  the 14 single steps' time at sr_demo's coarsest scale but 1.3-1.65x at
-  its 64-wide scales: a vmapped conv with per-run kernels is a grouped
-  conv, which XLA:CPU runs slowly)."""
+  default backend (there a vmapped conv with per-run kernels is a grouped
+  conv, which XLA:CPU runs slowly: benchmarks/RESULTS.md, "Several
+  pyramids at once on XLA:CPU")."""
   stack = config.singan.get('stack_images', 'auto')  # Old configs: 'auto'.
   if stack not in STACK_IMAGES:
     raise ValueError(f'config.singan.stack_images={stack!r}; expected one of '
